@@ -1,0 +1,225 @@
+"""Datasets: paired (pix2pix), unpaired (CycleGAN) and pairs derived from any photo folder.
+
+Every item is keyed by a "sample key" k from the sampler: the image is k mod len(dataset) and
+the augmentation is seeded by (seed, k). The sampler puts the epoch into k, so each epoch sees
+new crops, and a resumed run sees exactly the crops the uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset, DistributedSampler, Sampler
+
+from img2img import Img2ImgError
+from img2img.config import DataConfig
+from img2img.data.derived import SKETCHERS, luminance
+from img2img.data.images import ImageReadError, list_images, load_image
+from img2img.data.transforms import build_transform, to_tensor
+
+
+def _readable(paths: list[Path], cfg: DataConfig, log: logging.Logger) -> list[Path]:
+    """Drop files whose header cannot be read (reported once, with a summary); fail on the
+    first one with data.strict. Also checks that every image can hold the crop."""
+    good, bad = [], []
+    for p in paths:
+        try:
+            with Image.open(p) as img:
+                size = img.size
+        except Exception as e:  # noqa: BLE001 - any decoder failure means "unreadable"
+            err = ImageReadError(f"{p}: cannot read image ({'not an image' if 'identify' in str(e) else e})")
+            if cfg.strict:
+                raise err from None
+            bad.append(str(err))
+            continue
+        if cfg.preprocess == "crop" and min(size) < cfg.crop_size:
+            raise Img2ImgError(
+                f"{p} is {size[0]}x{size[1]}, smaller than data.crop_size={cfg.crop_size}; "
+                f"use data.preprocess=resize_and_crop or a smaller crop"
+            )
+        good.append(p)
+    if bad:
+        log.warning("skipping %d unreadable image(s) (data.strict=true fails instead): %s", len(bad), "; ".join(bad[:5]))
+    return good
+
+
+def _nonempty(paths: list[Path], folder: Path, what: str) -> list[Path]:
+    if not paths:
+        raise Img2ImgError(f"no readable images in {folder} ({what}); add .jpg/.png files or check --data")
+    return paths
+
+
+class _Augmented(Dataset):
+    """Shared machinery: per-sample seeded augmentation and skipping of bad files at load time."""
+
+    def __init__(self, cfg: DataConfig, paired: bool, seed: int, log: logging.Logger):
+        self.cfg, self.seed, self.log = cfg, seed, log
+        self.transform = build_transform(cfg, paired)
+
+    def _rng(self, key: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, key])
+
+    def _augment(self, rng: np.random.Generator, **images: np.ndarray) -> dict[str, np.ndarray]:
+        self.transform.set_random_seed(int(rng.integers(2**31)))
+        return self.transform(**images)
+
+    def _load(self, path: Path) -> np.ndarray:
+        return np.asarray(load_image(path))
+
+    def __getitem__(self, key: int) -> dict[str, torch.Tensor]:
+        # A file that passed the header scan can still be truncated: report it and use another.
+        for attempt in range(10):
+            try:
+                return self._item(key + attempt * 7919)
+            except ImageReadError as e:
+                if self.cfg.strict:
+                    raise
+                self.log.warning("skipping unreadable image: %s", e)
+        raise Img2ImgError("too many unreadable images in a row; check the dataset folder")
+
+    def _item(self, key: int) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+
+class PairedDataset(_Augmented):
+    """Aligned (A, B) pairs. `pairs` holds (ab_file, None) for side-by-side images (A left,
+    B right, the pix2pix layout) or (a_file, b_file). direction=BtoA swaps the roles."""
+
+    def __init__(self, pairs: list[tuple[Path, Path | None]], cfg: DataConfig, seed: int, log: logging.Logger):
+        super().__init__(cfg, paired=True, seed=seed, log=log)
+        self.pairs = pairs
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def _item(self, key: int) -> dict[str, torch.Tensor]:
+        first, second = self.pairs[key % len(self.pairs)]
+        if second is None:
+            ab = self._load(first)
+            half = ab.shape[1] // 2
+            a, b = ab[:, :half], ab[:, half : 2 * half]
+        else:
+            a, b = self._load(first), self._load(second)
+            if a.shape != b.shape:
+                raise Img2ImgError(f"{first} is {a.shape[1]}x{a.shape[0]} but {second} is {b.shape[1]}x{b.shape[0]}; paired images must match in size")
+        if self.cfg.direction == "BtoA":
+            a, b = b, a
+        out = self._augment(self._rng(key), image=a, target=b)
+        return {"A": to_tensor(out["image"]), "B": to_tensor(out["target"])}
+
+
+class DerivedPairDataset(_Augmented):
+    """Pairs made from photos alone: A = luminance (colorization) or a line drawing (sketch), B = photo."""
+
+    def __init__(self, photos: list[Path], make_a: Callable[[np.ndarray], np.ndarray], cfg: DataConfig, seed: int, log: logging.Logger):
+        super().__init__(cfg, paired=True, seed=seed, log=log)
+        self.photos, self.make_a = photos, make_a
+
+    def __len__(self) -> int:
+        return len(self.photos)
+
+    def _item(self, key: int) -> dict[str, torch.Tensor]:
+        b = self._load(self.photos[key % len(self.photos)])
+        out = self._augment(self._rng(key), image=self.make_a(b), target=b)
+        return {"A": to_tensor(out["image"]), "B": to_tensor(out["target"])}
+
+
+class UnpairedDataset(_Augmented):
+    """Domain A and domain B images with independent augmentation. Length max(|A|, |B|);
+    A cycles in order, B is drawn at random (seeded by the sample key), as in CycleGAN."""
+
+    def __init__(self, a_files: list[Path], b_files: list[Path], cfg: DataConfig, seed: int, log: logging.Logger):
+        super().__init__(cfg, paired=False, seed=seed, log=log)
+        if cfg.direction == "BtoA":
+            a_files, b_files = b_files, a_files
+        self.a_files, self.b_files = a_files, b_files
+
+    def __len__(self) -> int:
+        return max(len(self.a_files), len(self.b_files))
+
+    def _item(self, key: int) -> dict[str, torch.Tensor]:
+        rng = self._rng(key)
+        a = self._load(self.a_files[key % len(self.a_files)])
+        b = self._load(self.b_files[int(rng.integers(len(self.b_files)))])
+        return {"A": to_tensor(self._augment(rng, image=a)["image"]), "B": to_tensor(self._augment(rng, image=b)["image"])}
+
+
+def _paired_sources(root: Path, split: str) -> tuple[Path, list[tuple[Path, Path | None]]]:
+    base = root / split
+    if (base / "A").is_dir() and (base / "B").is_dir():
+        a = {p.relative_to(base / "A").with_suffix(""): p for p in list_images(base / "A")}
+        b = {p.relative_to(base / "B").with_suffix(""): p for p in list_images(base / "B")}
+        if a.keys() != b.keys():
+            only_a = sorted(str(k) for k in a.keys() - b.keys())[:5]
+            only_b = sorted(str(k) for k in b.keys() - a.keys())[:5]
+            raise Img2ImgError(
+                f"{base}/A and {base}/B must hold the same file names; only in A: {only_a or '-'}, only in B: {only_b or '-'}"
+            )
+        return base, [(a[k], b[k]) for k in sorted(a)]
+    ab = base / "AB" if (base / "AB").is_dir() else base
+    if not ab.is_dir():
+        raise Img2ImgError(
+            f"no paired data at {base}; expected {base}/AB/*.jpg (A|B side by side) or {base}/A + {base}/B with matching names"
+        )
+    return ab, [(p, None) for p in list_images(ab)]
+
+
+def build_dataset(cfg: DataConfig, root: Path, seed: int, log: logging.Logger, split: str = "train") -> Dataset:
+    """The dataset that data.kind asks for, from the folder layout under root."""
+    root = Path(root)
+    if not root.is_dir():
+        raise Img2ImgError(f"data folder {root} does not exist; pass --data DIR or --dataset NAME")
+    if cfg.kind == "paired":
+        folder, pairs = _paired_sources(root, split)
+        good = set(_readable([p for pair in pairs for p in pair if p is not None], cfg, log))
+        pairs = [pr for pr in pairs if all(p is None or p in good for p in pr)]
+        _nonempty(pairs, folder, "paired images")
+        return PairedDataset(pairs, cfg, seed, log)
+    if cfg.kind == "unpaired":
+        sets = []
+        for side in "AB":
+            folder = root / f"{split}{side}"
+            if not folder.is_dir():
+                raise Img2ImgError(f"unpaired data needs {root}/{split}A and {root}/{split}B; {folder} is missing")
+            sets.append(_nonempty(_readable(list_images(folder), cfg, log), folder, f"domain {side}"))
+        return UnpairedDataset(sets[0], sets[1], cfg, seed, log)
+    # colorization / sketch: any photo folder; prefer root/<split> when it exists.
+    folder = root / split if (root / split).is_dir() else root
+    photos = _nonempty(_readable(list_images(folder), cfg, log), folder, "photos")
+    make_a = luminance if cfg.kind == "colorization" else SKETCHERS[cfg.sketch]
+    return DerivedPairDataset(photos, make_a, cfg, seed, log)
+
+
+class ResumableSampler(Sampler[int]):
+    """Endless stream of sample keys k = epoch * len(dataset) + index, shuffled per epoch.
+
+    Under DDP it shards each epoch with torch's DistributedSampler (seed + epoch), so ranks see
+    disjoint images. Each epoch yields whole batches only, so batches never straddle epochs and
+    a resumed run can skip exactly `start_step` batches.
+    """
+
+    def __init__(self, dataset: Dataset, batch_size: int, seed: int, rank: int = 0, world_size: int = 1, start_step: int = 0):
+        self.n = len(dataset)
+        self.batch_size = batch_size
+        self.start_step = start_step
+        self.inner = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True)
+        self.steps_per_epoch = len(self.inner) // batch_size
+        if self.steps_per_epoch == 0:
+            raise Img2ImgError(
+                f"{self.n} images cannot fill one batch of {batch_size} per process x {world_size} process(es); "
+                "lower data.batch_size or add images"
+            )
+
+    def __iter__(self) -> Iterator[int]:
+        epoch, skip = divmod(self.start_step, self.steps_per_epoch)
+        while True:
+            self.inner.set_epoch(epoch)
+            keys = list(self.inner)[: self.steps_per_epoch * self.batch_size]
+            for i in keys[skip * self.batch_size :]:
+                yield epoch * self.n + i
+            epoch, skip = epoch + 1, 0

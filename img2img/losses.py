@@ -1,0 +1,156 @@
+"""Losses as pure functions of tensors. Weights (lambda_*) are applied in the training steps.
+
+Adversarial losses take the critic's raw outputs (logits) C(x) on real and fake samples.
+Expectations E[.] are means over the batch *and* over PatchGAN locations: every patch is one
+sample of the critic, which keeps relativistic losses meaningful at batch size 1.
+Multi-scale discriminators call these once per scale; the steps sum the results.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+Tensor = torch.Tensor
+
+
+def _bce(logits: Tensor, target: float) -> Tensor:
+    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
+
+
+# --- standard (absolute) losses -----------------------------------------------------------
+
+def vanilla_d(real: Tensor, fake: Tensor, real_label: float = 1.0) -> Tensor:
+    """Non-saturating GAN, D side (Goodfellow et al. 2014): -E[log D(x_r)] - E[log(1 - D(x_f))].
+    real_label < 1 is one-sided label smoothing (Salimans et al. 2016)."""
+    return _bce(real, real_label) + _bce(fake, 0.0)
+
+
+def vanilla_g(real: Tensor, fake: Tensor) -> Tensor:
+    """Non-saturating GAN, G side (Goodfellow et al. 2014): -E[log D(x_f)]. `real` is unused."""
+    return _bce(fake, 1.0)
+
+
+def lsgan_d(real: Tensor, fake: Tensor, real_label: float = 1.0) -> Tensor:
+    """Least-squares GAN, D side (Mao et al. 2017): E[(C(x_r) - 1)^2] + E[C(x_f)^2]."""
+    return ((real - real_label) ** 2).mean() + (fake**2).mean()
+
+
+def lsgan_g(real: Tensor, fake: Tensor) -> Tensor:
+    """Least-squares GAN, G side (Mao et al. 2017): E[(C(x_f) - 1)^2]. `real` is unused."""
+    return ((fake - 1) ** 2).mean()
+
+
+def hinge_d(real: Tensor, fake: Tensor, real_label: float = 1.0) -> Tensor:
+    """Hinge loss, D side (Lim & Ye 2017; Miyato et al. 2018): E[relu(1 - C(x_r))] + E[relu(1 + C(x_f))].
+    Label smoothing does not apply to a margin loss; real_label is accepted and ignored."""
+    return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+
+
+def hinge_g(real: Tensor, fake: Tensor) -> Tensor:
+    """Hinge loss, G side (Lim & Ye 2017): -E[C(x_f)]. `real` is unused."""
+    return -fake.mean()
+
+
+def wgan_d(real: Tensor, fake: Tensor, real_label: float = 1.0) -> Tensor:
+    """Wasserstein critic loss (Arjovsky et al. 2017): E[C(x_f)] - E[C(x_r)]. Pair it with
+    gradient_penalty (Gulrajani et al. 2017). real_label is ignored."""
+    return fake.mean() - real.mean()
+
+
+def wgan_g(real: Tensor, fake: Tensor) -> Tensor:
+    """Wasserstein generator loss (Arjovsky et al. 2017): -E[C(x_f)]. `real` is unused."""
+    return -fake.mean()
+
+
+# --- relativistic average losses (Jolicoeur-Martineau 2018, arXiv:1807.00734) -------------
+# With C the critic, the relativistic average discriminator is
+#   D_Ra(x_r, x_f) = sigma(C(x_r) - E[C(x_f)]):  "is real more realistic than the average fake?"
+# G's loss is D's with real and fake swapped, so G also gets gradient through C(x_r) - E C(x_f).
+
+def rasgan_d(real: Tensor, fake: Tensor, real_label: float = 1.0) -> Tensor:
+    """RaSGAN, D side: -E[log D_Ra(x_r, x_f)] - E[log(1 - D_Ra(x_f, x_r))]."""
+    return _bce(real - fake.mean(), real_label) + _bce(fake - real.mean(), 0.0)
+
+
+def rasgan_g(real: Tensor, fake: Tensor) -> Tensor:
+    """RaSGAN, G side: -E[log D_Ra(x_f, x_r)] - E[log(1 - D_Ra(x_r, x_f))]."""
+    return _bce(fake - real.mean(), 1.0) + _bce(real - fake.mean(), 0.0)
+
+
+def ralsgan_d(real: Tensor, fake: Tensor, real_label: float = 1.0) -> Tensor:
+    """RaLSGAN, D side: E[(C(x_r) - E C(x_f) - 1)^2] + E[(C(x_f) - E C(x_r) + 1)^2]."""
+    return ((real - fake.mean() - real_label) ** 2).mean() + ((fake - real.mean() + 1) ** 2).mean()
+
+
+def ralsgan_g(real: Tensor, fake: Tensor) -> Tensor:
+    """RaLSGAN, G side: E[(C(x_f) - E C(x_r) - 1)^2] + E[(C(x_r) - E C(x_f) + 1)^2]."""
+    return ((fake - real.mean() - 1) ** 2).mean() + ((real - fake.mean() + 1) ** 2).mean()
+
+
+def rahinge_d(real: Tensor, fake: Tensor, real_label: float = 1.0) -> Tensor:
+    """RaHinge, D side: E[relu(1 - (C(x_r) - E C(x_f)))] + E[relu(1 + (C(x_f) - E C(x_r)))]."""
+    return F.relu(1 - (real - fake.mean())).mean() + F.relu(1 + (fake - real.mean())).mean()
+
+
+def rahinge_g(real: Tensor, fake: Tensor) -> Tensor:
+    """RaHinge, G side: E[relu(1 - (C(x_f) - E C(x_r)))] + E[relu(1 + (C(x_r) - E C(x_f)))]."""
+    return F.relu(1 - (fake - real.mean())).mean() + F.relu(1 + (real - fake.mean())).mean()
+
+
+@dataclass(frozen=True)
+class AdversarialLoss:
+    d: Callable[..., Tensor]  # (real_logits, fake_logits, real_label=1.0) -> scalar
+    g: Callable[[Tensor, Tensor], Tensor]  # (real_logits, fake_logits) -> scalar
+    gradient_penalty: bool = False  # WGAN-GP adds gradient_penalty to the D loss
+
+
+ADVERSARIAL_LOSSES: dict[str, AdversarialLoss] = {
+    "rasgan": AdversarialLoss(rasgan_d, rasgan_g),
+    "ralsgan": AdversarialLoss(ralsgan_d, ralsgan_g),
+    "rahinge": AdversarialLoss(rahinge_d, rahinge_g),
+    "vanilla": AdversarialLoss(vanilla_d, vanilla_g),
+    "lsgan": AdversarialLoss(lsgan_d, lsgan_g),
+    "hinge": AdversarialLoss(hinge_d, hinge_g),
+    "wgan-gp": AdversarialLoss(wgan_d, wgan_g, gradient_penalty=True),
+}
+
+
+def gradient_penalty(critic: Callable[[Tensor], list[Tensor]], real: Tensor, fake: Tensor) -> Tensor:
+    """WGAN-GP (Gulrajani et al. 2017): E[(||grad_x C(x_hat)||_2 - 1)^2] at
+    x_hat = eps * x_r + (1 - eps) * x_f, eps ~ U(0, 1) per sample. Summed over critic scales."""
+    eps = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)
+    x_hat = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
+    outs = critic(x_hat)
+    grads = torch.autograd.grad([o.sum() for o in outs], x_hat, create_graph=True)[0]
+    return ((grads.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
+
+
+# --- reconstruction losses -----------------------------------------------------------------
+
+def l1_loss(output: Tensor, target: Tensor) -> Tensor:
+    """E|output - target|, pix2pix's conditional term (Isola et al. 2017)."""
+    return (output - target).abs().mean()
+
+
+def cycle_loss(reconstructed: Tensor, original: Tensor) -> Tensor:
+    """Cycle consistency E|F(G(x)) - x| (Zhu et al. 2017, eq. 2)."""
+    return (reconstructed - original).abs().mean()
+
+
+def identity_loss(same: Tensor, original: Tensor) -> Tensor:
+    """Identity mapping E|G(y) - y| (Taigman et al. 2017; CycleGAN §5.2) keeps colours stable."""
+    return (same - original).abs().mean()
+
+
+# --- regularizers on D's inputs -------------------------------------------------------------
+
+def instance_noise(x: Tensor, sigma: float) -> Tensor:
+    """x + N(0, sigma^2) (Sønderby et al. 2017; Arjovsky & Bottou 2017): overlaps the real and
+    fake distributions so D's gradients stay informative. sigma=0 returns x unchanged."""
+    if sigma <= 0:
+        return x
+    return x + sigma * torch.randn_like(x)

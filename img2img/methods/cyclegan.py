@@ -1,0 +1,109 @@
+"""CycleGAN (Zhu et al. 2017): two generators G_AB: A -> B and G_BA: B -> A trained on unpaired
+images, each against a discriminator of its output domain, tied by cycle consistency
+|G_BA(G_AB(a)) - a| + |G_AB(G_BA(b)) - b| and (optionally) identity |G_AB(b) - b| + |G_BA(a) - a|.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from img2img.checkpoint import generator_spec
+from img2img.config import RunConfig
+from img2img.losses import cycle_loss, gradient_penalty, identity_loss, instance_noise
+from img2img.methods.common import (
+    Amp, ImagePool, adversarial, grad_norm, make_players, set_requires_grad, split_halves, step_optimizer, unwrap,
+)
+from img2img.nets import MultiScaleDiscriminator, build_generator
+
+
+class CycleGAN:
+    generator_files = {"G_AB": "G_AtoB.safetensors", "G_BA": "G_BtoA.safetensors"}
+
+    def __init__(self, cfg: RunConfig, device: torch.device, amp: Amp, total_steps: int, decay_start: int,
+                 wrap: Callable[[nn.Module], nn.Module] = lambda m: m, seed: int = 0):
+        m = cfg.model
+        self.cfg, self.amp, self.adv, self.device = cfg, amp, adversarial(cfg), device
+        self.spec = generator_spec(cfg, m.input_nc, m.output_nc)
+        make_g = lambda: build_generator(self.spec["arch"], **self.spec["kwargs"])  # noqa: E731
+        make_d = lambda: MultiScaleDiscriminator(m.output_nc, m.ndf, m.n_layers_d, m.norm_d, m.spectral_norm, m.num_scales_d)  # noqa: E731
+        # D_A judges domain A (real a vs G_BA(b)); D_B judges domain B.
+        self.G_AB, self.G_BA, self.D_A, self.D_B = (wrap(n().to(device)) for n in (make_g, make_g, make_d, make_d))
+        nets = {"G_AB": self.G_AB, "G_BA": self.G_BA, "D_A": self.D_A, "D_B": self.D_B}
+        self.players = make_players(
+            cfg, nets, {"G": ["G_AB", "G_BA"], "D": ["D_A", "D_B"]},
+            {"G": cfg.train.lr_g, "D": cfg.train.lr_d}, amp, total_steps, decay_start,
+        )
+        self.pool_a = ImagePool(cfg.train.pool_size, seed)
+        self.pool_b = ImagePool(cfg.train.pool_size, seed + 1)
+
+    def train_step(self, batch: dict[str, torch.Tensor], noise: float) -> dict[str, float]:
+        a, b = batch["A"], batch["B"]
+        with self.amp.autocast():
+            fake_b, fake_a = self.G_AB(a), self.G_BA(b)
+        stats = self.g_step(a, b, fake_a, fake_b, noise)
+        stats.update(self.d_step(a, b, fake_a.detach(), fake_b.detach(), noise))
+        return stats
+
+    def g_step(self, a: torch.Tensor, b: torch.Tensor, fake_a: torch.Tensor, fake_b: torch.Tensor, noise: float) -> dict[str, float]:
+        """Update both generators with both Ds frozen."""
+        cfg = self.cfg.loss
+        D_A, D_B = unwrap(self.D_A), unwrap(self.D_B)
+        for D in (D_A, D_B):
+            set_requires_grad(D, False)
+        with self.amp.autocast():
+            rec_a, rec_b = self.G_BA(fake_b), self.G_AB(fake_a)
+            outs_b = D_B(instance_noise(torch.cat([b, fake_b]), noise))
+            outs_a = D_A(instance_noise(torch.cat([a, fake_a]), noise))
+            use_idt = cfg.lambda_identity > 0
+            if use_idt:
+                idt_b, idt_a = self.G_AB(b), self.G_BA(a)
+        adv_ab = sum(self.adv.g(r, f) for r, f in split_halves(outs_b))
+        adv_ba = sum(self.adv.g(r, f) for r, f in split_halves(outs_a))
+        cyc = cycle_loss(rec_a.float(), a) + cycle_loss(rec_b.float(), b)
+        idt = identity_loss(idt_b.float(), b) + identity_loss(idt_a.float(), a) if use_idt else torch.zeros((), device=a.device)
+        loss = adv_ab + adv_ba + cfg.lambda_cycle * cyc + cfg.lambda_cycle * cfg.lambda_identity * idt
+        step_optimizer(loss, self.players.optimizers["G"], self.players.scalers["G"])
+        for D in (D_A, D_B):
+            set_requires_grad(D, True)
+        return {"G_AB": adv_ab.item(), "G_BA": adv_ba.item(), "cycle": cyc.item(), "idt": idt.item(), "G_grad": grad_norm(self.G_AB)}
+
+    def d_step(self, a: torch.Tensor, b: torch.Tensor, fake_a: torch.Tensor, fake_b: torch.Tensor, noise: float) -> dict[str, float]:
+        """Update D_A and D_B on real images vs fakes drawn from the image pools."""
+        cfg = self.cfg.loss
+        real_label = 1.0 - cfg.label_smoothing
+        total, stats = 0.0, {}
+        for name, D, real, fake in (("D_A", self.D_A, a, self.pool_a.query(fake_a)), ("D_B", self.D_B, b, self.pool_b.query(fake_b))):
+            real_in, fake_in = instance_noise(real, noise), instance_noise(fake, noise)
+            with self.amp.autocast():
+                outs = D(torch.cat([real_in, fake_in]))
+            loss = sum(self.adv.d(r, f, real_label) for r, f in split_halves(outs))
+            stats[name] = loss.item()
+            if self.adv.gradient_penalty:
+                loss = loss + cfg.lambda_gp * gradient_penalty(unwrap(D), real_in.float(), fake_in.float())
+            total = total + loss
+        step_optimizer(total, self.players.optimizers["D"], self.players.scalers["D"])
+        return stats
+
+    @torch.no_grad()
+    def samples(self, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        """Rows of the sample grid: A | G_AB(A) | G_BA(G_AB(A)) and B | G_BA(B) | G_AB(G_BA(B))."""
+        G_AB, G_BA = unwrap(self.G_AB), unwrap(self.G_BA)
+        G_AB.eval(), G_BA.eval()
+        fake_b, fake_a = G_AB(batch["A"]).float(), G_BA(batch["B"]).float()
+        rows = [batch["A"], fake_b, G_BA(fake_b).float(), batch["B"], fake_a, G_AB(fake_a).float()]
+        G_AB.train(), G_BA.train()
+        return rows
+
+    def generators(self) -> dict[str, nn.Module]:
+        return {"G_AB": unwrap(self.G_AB), "G_BA": unwrap(self.G_BA)}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**self.players.state_dict(), "pools": {"A": self.pool_a.state_dict(), "B": self.pool_b.state_dict()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.players.load_state_dict(state)
+        self.pool_a.load_state_dict(state["pools"]["A"], self.device)
+        self.pool_b.load_state_dict(state["pools"]["B"], self.device)

@@ -1,0 +1,217 @@
+"""The training loop: devices, AMP, DDP, schedule, logging, samples, checkpoints, resume, stops."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from torchvision.utils import make_grid, save_image
+from tqdm import tqdm
+
+from img2img import Img2ImgError, __version__
+from img2img.checkpoint import CONFIG_FILE, STATE_FILE, atomic_write, load_state, save_generator, save_state
+from img2img.config import RunConfig, dump_config
+from img2img.data.datasets import ResumableSampler, build_dataset
+from img2img.methods import METHODS
+from img2img.methods.common import choose_amp
+
+
+@dataclass(frozen=True)
+class Dist:
+    """This process's place in a torchrun job (rank 0 of 1 when run plainly)."""
+
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device_arg: str) -> tuple[Dist, torch.device]:
+    """Read torchrun's environment; start the process group (NCCL on CUDA, gloo on CPU)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    d = Dist(int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")), world)
+    device = select_device(device_arg, d.local_rank)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return d, device
+
+
+def select_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise Img2ImgError("--device cuda was asked for, but no CUDA GPU is usable here; use --device cpu or auto")
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    if name != "cpu":
+        raise Img2ImgError(f"unknown device {name!r}; choose auto, cpu or cuda")
+    return torch.device("cpu")
+
+
+def schedule(cfg: RunConfig, steps_per_epoch: int) -> tuple[int, int]:
+    """(total steps, step where linear decay starts). max_steps keeps the epochs' proportions."""
+    t = cfg.train
+    epochs = t.n_epochs + t.n_epochs_decay
+    total = t.max_steps or max(epochs * steps_per_epoch, 1)
+    decay_start = round(total * t.n_epochs / epochs) if epochs else total
+    return total, decay_start
+
+
+class StopRequest:
+    """First Ctrl-C / SIGTERM asks for a clean stop after the current step (with a checkpoint);
+    a second Ctrl-C aborts at once."""
+
+    def __init__(self, log: logging.Logger):
+        self.requested, self.log, self.previous = False, log, {}
+
+    def __enter__(self) -> "StopRequest":
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+        self.log.warning("%s received: stopping after this step and saving a checkpoint (Ctrl-C again aborts)",
+                         signal.Signals(signum).name)
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def _grid(rows: list[torch.Tensor], max_images: int = 4) -> torch.Tensor:
+    """One line per sample, one column per kind (e.g. input | output | target), in [0, 1].
+    Grey (1-channel) images are expanded to RGB."""
+    cols = [r[:max_images].detach().float().cpu().expand(-1, 3, -1, -1) for r in rows]
+    return make_grid(torch.stack(cols, 1).flatten(0, 1), nrow=len(cols), padding=2).add(1).div(2).clamp(0, 1)
+
+
+def save_checkpoint(run_dir: Path, method, cfg: RunConfig, step: int) -> None:
+    """Generators first, then last.pt: last.pt's step never points past the saved weights."""
+    for name, net in method.generators().items():
+        direction = method.generator_files[name].removeprefix("G_").removesuffix(".safetensors")
+        save_generator(run_dir / method.generator_files[name], net, method.spec, cfg, direction)
+    rng = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    state = {"step": step, "version": __version__, "config": dump_config(cfg), "method": method.state_dict(), "rng": rng}
+    save_state(run_dir / STATE_FILE, state)
+
+
+def train(cfg: RunConfig, data_root: Path, run_dir: Path, device: torch.device, log: logging.Logger,
+          resume: bool = False, ddp: Dist = Dist(), progress: bool = True) -> int:
+    """Train until cfg's step budget or a stop request; returns the last step reached."""
+    run_dir = Path(run_dir)
+    state = load_state(run_dir / STATE_FILE) if resume else None
+    start = int(state["step"]) if state else 0
+    seed = cfg.train.seed
+    torch.manual_seed(seed + ddp.rank)  # per-rank seed: dropout and noise differ across ranks
+
+    dataset = build_dataset(cfg.data, data_root, seed=seed, log=log)
+    bs = cfg.data.batch_size
+    sampler = ResumableSampler(dataset, bs, seed, ddp.rank, ddp.world_size, start_step=start)
+    total, decay_start = schedule(cfg, sampler.steps_per_epoch)
+    workers = cfg.data.num_workers
+    loader = DataLoader(
+        dataset, batch_size=bs, sampler=sampler, num_workers=workers, pin_memory=device.type == "cuda",
+        persistent_workers=workers > 0, prefetch_factor=4 if workers else None,
+        generator=torch.Generator().manual_seed(seed),  # keeps the global RNG untouched by the loader
+    )
+
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.backends.cudnn.benchmark = True  # fixed crop size: let cuDNN pick the fastest kernels
+    amp = choose_amp(cfg.train.amp, device)
+    memory_format = torch.channels_last if cuda and cfg.train.channels_last else torch.contiguous_format
+
+    def wrap(net: torch.nn.Module) -> torch.nn.Module:
+        net = net.to(memory_format=memory_format)
+        if ddp.world_size > 1:
+            # broadcast_buffers (default) keeps spectral norm's power-iteration vectors equal on all ranks.
+            return DistributedDataParallel(net, device_ids=[device.index] if cuda else None)
+        return net
+
+    method = METHODS[cfg.method](cfg, device, amp, total, decay_start, wrap=wrap, seed=seed + 1000 * ddp.rank)
+    if state:
+        method.load_state_dict(state["method"])
+        if ddp.world_size == 1:
+            torch.set_rng_state(state["rng"]["torch"])
+            if cuda and "cuda" in state["rng"]:
+                torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        log.info("resumed %s at step %d of %d", run_dir, start, total)
+
+    writer = None
+    if ddp.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(run_dir / CONFIG_FILE, lambda tmp: tmp.write_text(dump_config(cfg)))
+        from torch.utils.tensorboard import SummaryWriter  # slow import; rank 0 only
+
+        writer = SummaryWriter(str(run_dir / "tb"), purge_step=start)
+        log.info("training %s on %s: %d images, %d steps/epoch, steps %d..%d, batch %d x %d process(es)%s",
+                 cfg.method, device, len(dataset), sampler.steps_per_epoch, start, total, bs, ddp.world_size,
+                 f", amp {amp.dtype}" if amp.dtype else "")
+
+    step = start
+    bar = tqdm(total=total, initial=start, disable=not (progress and ddp.main), dynamic_ncols=True, unit="step")
+    last_saved = start
+    try:
+        with StopRequest(log) as stop:
+            batches = iter(loader)
+            tick, tick_step = time.perf_counter(), step
+            while step < total and not stop.requested:
+                batch = {k: v.to(device, non_blocking=True).to(memory_format=memory_format) for k, v in next(batches).items()}
+                noise = cfg.loss.instance_noise * (1 - step / total)  # annealed to 0
+                stats = method.train_step(batch, noise)
+                method.players.step_schedules()
+                step += 1
+                bad = [k for k, v in stats.items() if not math.isfinite(v)]
+                if bad:
+                    raise Img2ImgError(
+                        f"loss {', '.join(bad)} became NaN/Inf at step {step}; training stopped and the last good "
+                        f"checkpoint (step {last_saved}) in {run_dir} is kept. Lower train.lr_g/train.lr_d, "
+                        f"or set train.amp=off, then --resume"
+                    )
+                if not ddp.main:
+                    continue
+                if step % cfg.train.log_every == 0 or step == total:
+                    now = time.perf_counter()
+                    ips = (step - tick_step) * bs * ddp.world_size / max(now - tick, 1e-9)
+                    tick, tick_step = now, step
+                    bar.set_postfix({**{k: f"{v:.3g}" for k, v in stats.items()}, "img/s": f"{ips:.1f}"}, refresh=False)
+                    for k, v in stats.items():
+                        writer.add_scalar(f"loss/{k}", v, step)
+                    writer.add_scalar("speed/images_per_s", ips, step)
+                    writer.add_scalar("lr/G", method.players.optimizers["G"].param_groups[0]["lr"], step)
+                if step % cfg.train.sample_every == 0 or step == total:
+                    grid = _grid(method.samples(batch))
+                    (run_dir / "samples").mkdir(exist_ok=True)
+                    save_image(grid, run_dir / "samples" / f"step_{step:07d}.png")
+                    writer.add_image("samples", grid, step)
+                if step % cfg.train.checkpoint_every == 0 or step == total:
+                    save_checkpoint(run_dir, method, cfg, step)
+                    last_saved = step
+                bar.update(step - bar.n)
+            if ddp.main and step != last_saved:
+                save_checkpoint(run_dir, method, cfg, step)
+            if stop.requested:
+                log.warning("stopped at step %d; checkpoint saved in %s. Continue with --resume", step, run_dir)
+    finally:
+        bar.close()
+        if writer:
+            writer.close()
+    return step
