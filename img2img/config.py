@@ -70,7 +70,7 @@ class TrainConfig(_Section):
     beta2: float = Field(0.999, ge=0, lt=1)
     n_epochs: int = Field(100, ge=0)      # epochs at the initial rate
     n_epochs_decay: int = Field(100, ge=0)  # epochs of linear decay to 0
-    max_steps: int | None = Field(None, ge=1)  # overrides the epoch count; decay keeps its share
+    max_steps: int | None = Field(None, ge=1)  # stop here (the LR schedule still follows the epochs)
     seed: int = 0
     pool_size: int = Field(50, ge=0)      # cyclegan image pool (Shrivastava et al. 2017)
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"  # CUDA only; auto = bf16 where supported

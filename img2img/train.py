@@ -61,13 +61,13 @@ def select_device(name: str, local_rank: int = 0) -> torch.device:
     return torch.device("cpu")
 
 
-def schedule(cfg: RunConfig, steps_per_epoch: int) -> tuple[int, int]:
-    """(total steps, step where linear decay starts). max_steps keeps the epochs' proportions."""
+def schedule(cfg: RunConfig, steps_per_epoch: int) -> tuple[int, int, int]:
+    """(last step, schedule length, decay start) in steps. The learning-rate schedule follows the
+    epochs; train.max_steps only stops earlier, so a resumed run with a larger max_steps
+    continues the very same schedule."""
     t = cfg.train
-    epochs = t.n_epochs + t.n_epochs_decay
-    total = t.max_steps or max(epochs * steps_per_epoch, 1)
-    decay_start = round(total * t.n_epochs / epochs) if epochs else total
-    return total, decay_start
+    length = max((t.n_epochs + t.n_epochs_decay) * steps_per_epoch, 1)
+    return t.max_steps or length, length, t.n_epochs * steps_per_epoch
 
 
 class StopRequest:
@@ -125,7 +125,7 @@ def train(cfg: RunConfig, data_root: Path, run_dir: Path, device: torch.device, 
     dataset = build_dataset(cfg.data, data_root, seed=seed, log=log)
     bs = cfg.data.batch_size
     sampler = ResumableSampler(dataset, bs, seed, ddp.rank, ddp.world_size, start_step=start)
-    total, decay_start = schedule(cfg, sampler.steps_per_epoch)
+    total, sched_len, decay_start = schedule(cfg, sampler.steps_per_epoch)
     workers = cfg.data.num_workers
     loader = DataLoader(
         dataset, batch_size=bs, sampler=sampler, num_workers=workers, pin_memory=device.type == "cuda",
@@ -146,7 +146,7 @@ def train(cfg: RunConfig, data_root: Path, run_dir: Path, device: torch.device, 
             return DistributedDataParallel(net, device_ids=[device.index] if cuda else None)
         return net
 
-    method = METHODS[cfg.method](cfg, device, amp, total, decay_start, wrap=wrap, seed=seed + 1000 * ddp.rank)
+    method = METHODS[cfg.method](cfg, device, amp, sched_len, decay_start, wrap=wrap, seed=seed + 1000 * ddp.rank)
     if state:
         method.load_state_dict(state["method"])
         if ddp.world_size == 1:
@@ -158,6 +158,8 @@ def train(cfg: RunConfig, data_root: Path, run_dir: Path, device: torch.device, 
     writer = None
     if ddp.main:
         run_dir.mkdir(parents=True, exist_ok=True)
+        for tmp in run_dir.glob(".*.tmp"):  # left by a crash mid-write; the real files are intact
+            tmp.unlink()
         atomic_write(run_dir / CONFIG_FILE, lambda tmp: tmp.write_text(dump_config(cfg)))
         from torch.utils.tensorboard import SummaryWriter  # slow import; rank 0 only
 
@@ -175,7 +177,7 @@ def train(cfg: RunConfig, data_root: Path, run_dir: Path, device: torch.device, 
             tick, tick_step = time.perf_counter(), step
             while step < total and not stop.requested:
                 batch = {k: v.to(device, non_blocking=True).to(memory_format=memory_format) for k, v in next(batches).items()}
-                noise = cfg.loss.instance_noise * (1 - step / total)  # annealed to 0
+                noise = cfg.loss.instance_noise * max(0.0, 1 - step / sched_len)  # annealed to 0
                 stats = method.train_step(batch, noise)
                 method.players.step_schedules()
                 step += 1

@@ -126,6 +126,7 @@ class Players:
     optimizers: dict[str, torch.optim.Optimizer]
     schedulers: dict[str, torch.optim.lr_scheduler.LRScheduler]
     scalers: dict[str, torch.amp.GradScaler]
+    lrs: dict[str, float]  # the config's base rates; they win over saved ones on resume
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -139,6 +140,11 @@ class Players:
         for group in ("nets", "optimizers", "schedulers", "scalers"):
             for k, obj in getattr(self, group).items():
                 (unwrap(obj) if group == "nets" else obj).load_state_dict(state[group][k])
+        # A resumed run may change train.lr_g / lr_d: rebase the schedule on the config's rates.
+        for p, sched in self.schedulers.items():
+            sched.base_lrs = [self.lrs[p]] * len(sched.base_lrs)
+            for group, factor in zip(sched.optimizer.param_groups, (f(sched.last_epoch) for f in sched.lr_lambdas)):
+                group["initial_lr"], group["lr"] = self.lrs[p], self.lrs[p] * factor
 
     def step_schedules(self) -> None:
         for s in self.schedulers.values():
@@ -156,4 +162,5 @@ def make_players(cfg: RunConfig, nets: dict[str, nn.Module], groups: dict[str, l
         optimizers=optimizers,
         schedulers={p: linear_decay(o, total_steps, decay_start) for p, o in optimizers.items()},
         scalers={p: amp.scaler() for p in groups},
+        lrs=dict(lrs),
     )

@@ -1,0 +1,61 @@
+import pytest
+
+from img2img import Img2ImgError
+from img2img.config import available_presets, config_from_yaml, dump_config, load_config
+
+
+def test_presets_exist_and_validate():
+    assert {"pix2pix", "cyclegan", "colorization", "sketch2photo"} <= set(available_presets())
+    for name in available_presets():
+        cfg = load_config(name)
+        assert cfg.name
+
+
+def test_classic_keys_can_be_overridden():
+    cfg = load_config("cyclegan", [
+        "data.load_size=143", "data.crop_size=128", "data.batch_size=4", "model.ngf=32", "model.ndf=16",
+        "train.lr_g=1e-4", "train.lr_d=4e-4", "train.seed=7", "loss.gan=rahinge",
+    ])
+    assert (cfg.data.load_size, cfg.data.crop_size, cfg.data.batch_size) == (143, 128, 4)
+    assert (cfg.model.ngf, cfg.model.ndf, cfg.train.seed, cfg.loss.gan) == (32, 16, 7, "rahinge")
+    assert cfg.train.lr_g == pytest.approx(1e-4) and cfg.train.lr_d == pytest.approx(4e-4)
+
+
+@pytest.mark.parametrize("override,words", [
+    ("data.bach_size=2", ["data.bach_size", "batch_size", "crop_size"]),
+    ("trian.lr_g=1", ["trian", "train", "model"]),
+    ("loss.gan=wgan", ["loss.gan", "rasgan", "ralsgan", "rahinge", "wgan-gp"]),
+    ("data.batch_size=0", ["data.batch_size", "greater than or equal to 1"]),
+    ("data.crop_size=512", ["crop_size", "load_size"]),
+    ("model=3", ["section", "ngf"]),
+    ("nokeyvalue", ["key=value"]),
+])
+def test_bad_overrides_name_the_key_and_the_choices(override, words):
+    with pytest.raises(Img2ImgError) as e:
+        load_config("pix2pix", [override])
+    for w in words:
+        assert w in str(e.value)
+
+
+def test_unknown_preset_lists_presets():
+    with pytest.raises(Img2ImgError, match="pix2pix.*sketch2photo|cyclegan"):
+        load_config("pix3pix")
+
+
+def test_unknown_key_in_a_yaml_file(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("method: pix2pix\ndata:\n  crop_sise: 64\n")
+    with pytest.raises(Img2ImgError, match=r"data.crop_sise: unknown key; valid keys here: .*crop_size"):
+        load_config(str(f))
+
+
+def test_cross_field_checks():
+    with pytest.raises(Img2ImgError, match="input_nc=1"):
+        load_config("colorization", ["model.input_nc=3"])
+    with pytest.raises(Img2ImgError, match="unpaired"):
+        load_config("cyclegan", ["data.kind=paired"])
+
+
+def test_dump_and_reload_round_trip():
+    cfg = load_config("sketch2photo", ["train.max_steps=10", "model.upsample=bilinear"])
+    assert config_from_yaml(dump_config(cfg), "test") == cfg

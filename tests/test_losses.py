@@ -1,0 +1,91 @@
+import math
+
+import pytest
+import torch
+
+from img2img import losses as L
+
+real = torch.tensor([[2.0, 0.5], [1.0, -1.0]])
+fake = torch.tensor([[-1.0, 0.0], [0.5, -2.0]])
+mr, mf = real.mean().item(), fake.mean().item()  # 0.625, -0.625
+
+
+def softplus(x):
+    return math.log1p(math.exp(x))
+
+
+def mean(f, t):
+    return sum(f(v) for v in t.flatten().tolist()) / t.numel()
+
+
+# -log(sigmoid(x)) = softplus(-x); -log(1 - sigmoid(x)) = softplus(x)
+HAND = {
+    "vanilla_d": mean(lambda v: softplus(-v), real) + mean(softplus, fake),
+    "vanilla_g": mean(lambda v: softplus(-v), fake),
+    "lsgan_d": mean(lambda v: (v - 1) ** 2, real) + mean(lambda v: v**2, fake),
+    "lsgan_g": mean(lambda v: (v - 1) ** 2, fake),
+    "hinge_d": mean(lambda v: max(0, 1 - v), real) + mean(lambda v: max(0, 1 + v), fake),
+    "hinge_g": -mf,
+    "wgan_d": mf - mr,
+    "wgan_g": -mf,
+    "rasgan_d": mean(lambda v: softplus(-(v - mf)), real) + mean(lambda v: softplus(v - mr), fake),
+    "rasgan_g": mean(lambda v: softplus(-(v - mr)), fake) + mean(lambda v: softplus(v - mf), real),
+    "ralsgan_d": mean(lambda v: (v - mf - 1) ** 2, real) + mean(lambda v: (v - mr + 1) ** 2, fake),
+    "ralsgan_g": mean(lambda v: (v - mr - 1) ** 2, fake) + mean(lambda v: (v - mf + 1) ** 2, real),
+    "rahinge_d": mean(lambda v: max(0, 1 - (v - mf)), real) + mean(lambda v: max(0, 1 + (v - mr)), fake),
+    "rahinge_g": mean(lambda v: max(0, 1 - (v - mr)), fake) + mean(lambda v: max(0, 1 + (v - mf)), real),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HAND))
+def test_loss_matches_hand_computation(name):
+    assert getattr(L, name)(real, fake).item() == pytest.approx(HAND[name], rel=1e-6)
+
+
+@pytest.mark.parametrize("gan", sorted(L.ADVERSARIAL_LOSSES))
+def test_gradients_point_the_right_way(gan):
+    """At a confused critic (reals scored below fakes), D's loss falls as real scores rise and fake
+    scores fall, and G's loss falls as fake scores rise."""
+    loss = L.ADVERSARIAL_LOSSES[gan]
+    confused_real, confused_fake = torch.tensor([[-0.3, -0.1], [-0.2, -0.4]]), torch.tensor([[0.2, 0.1], [0.3, 0.15]])
+    r, f = confused_real.clone().requires_grad_(), confused_fake.clone().requires_grad_()
+    loss.d(r, f).backward()
+    assert (r.grad < 0).all() and (f.grad > 0).all()
+    f2 = confused_fake.clone().requires_grad_()
+    loss.g(confused_real, f2).backward()
+    assert (f2.grad < 0).all()
+
+
+def test_relativistic_g_loss_uses_real_scores():
+    f = fake.clone()
+    assert L.rasgan_g(real, f) != L.rasgan_g(real + 1, f)
+    assert L.lsgan_g(real, f) == L.lsgan_g(real + 1, f)
+
+
+def test_one_sided_label_smoothing_moves_the_real_target():
+    assert L.lsgan_d(real, fake, real_label=0.9).item() == pytest.approx(
+        mean(lambda v: (v - 0.9) ** 2, real) + mean(lambda v: v**2, fake), rel=1e-6)
+    assert L.vanilla_d(real, fake, 0.9).item() == pytest.approx(
+        mean(lambda v: -(0.9 * math.log(1 / (1 + math.exp(-v))) + 0.1 * math.log(1 - 1 / (1 + math.exp(-v)))), real)
+        + mean(softplus, fake), rel=1e-6)
+
+
+def test_gradient_penalty_of_a_linear_critic():
+    """C(x) = <w, x> has gradient w everywhere, so the penalty is (||w|| - 1)^2."""
+    w = torch.tensor([[[[3.0, 4.0]]]])  # ||w|| = 5
+    critic = lambda x: [(x * w).sum((1, 2, 3))]  # noqa: E731
+    gp = L.gradient_penalty(critic, torch.randn(4, 1, 1, 2), torch.randn(4, 1, 1, 2))
+    assert gp.item() == pytest.approx(16.0)
+
+
+def test_reconstruction_losses():
+    a, b = torch.zeros(1, 3, 2, 2), torch.full((1, 3, 2, 2), 0.5)
+    assert L.l1_loss(a, b).item() == pytest.approx(0.5)
+    assert L.cycle_loss(b, a).item() == pytest.approx(0.5)
+    assert L.identity_loss(a, a).item() == 0.0
+
+
+def test_instance_noise():
+    x = torch.zeros(20000)
+    assert torch.equal(L.instance_noise(x, 0.0), x)
+    assert L.instance_noise(x, 0.1).std().item() == pytest.approx(0.1, rel=0.05)

@@ -1,0 +1,178 @@
+"""End to end: the real CLI trains both methods on real photos, resumes exactly, stops cleanly."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import TINY
+from img2img import Img2ImgError
+from img2img.checkpoint import load_generator, load_state
+from img2img.config import load_config
+from img2img.train import train
+
+CPU = torch.device("cpu")
+
+
+def cli(*args, cwd=None, timeout=300):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", "img2img", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=timeout)
+
+
+def sets(items):
+    return [a for item in items for a in ("--set", item)]
+
+
+@pytest.mark.parametrize("preset,folder,files", [
+    ("pix2pix", "paired", ["G_AtoB.safetensors"]),
+    ("cyclegan", "unpaired", ["G_AtoB.safetensors", "G_BtoA.safetensors"]),
+])
+def test_cli_trains_and_writes_the_run_directory(tmp_path, data_root, preset, folder, files):
+    run = tmp_path / "run"
+    r = cli("train", "--config", preset, "--data", data_root / folder, "--run-dir", run, "--max-steps", 4,
+            "--no-progress", *sets(TINY))
+    assert r.returncode == 0, r.stderr
+    for f in ["config.yaml", "last.pt", *files]:
+        assert (run / f).is_file(), f
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["step_0000002.png", "step_0000004.png"]
+    assert list((run / "tb").glob("events.out.tfevents.*"))
+    state = torch.load(run / "last.pt", weights_only=True)
+    assert state["step"] == 4
+    g = load_generator(run / files[0])
+    assert g(torch.zeros(1, 3, 32, 32)).shape == (1, 3, 32, 32)
+    # Resume continues from the saved step.
+    r = cli("train", "--run-dir", run, "--resume", "--max-steps", 6, "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert "resumed" in r.stderr and "at step 4" in r.stderr
+    assert load_state(run / "last.pt")["step"] == 6
+
+
+def test_colorization_and_sketch_presets_train(tmp_path, data_root, log):
+    for preset in ("colorization", "sketch2photo"):
+        cfg = load_config(preset, [*TINY, "train.max_steps=2", f"data.root={data_root / 'photos'}"])
+        assert train(cfg, data_root / "photos", tmp_path / preset, CPU, log, progress=False) == 2
+        g = load_generator(tmp_path / preset / "G_AtoB.safetensors")
+        assert g(torch.zeros(1, 1, 32, 32)).shape == (1, 3, 32, 32)
+
+
+@pytest.mark.parametrize("preset,folder,extra", [
+    ("pix2pix", "paired", ["model.dropout=0.5", "loss.instance_noise=0.1"]),
+    ("cyclegan", "unpaired", ["train.pool_size=2", "loss.label_smoothing=0.1"]),
+])
+def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, data_root, log, preset, folder, extra):
+    """6 straight steps vs 3 steps + resume for 3: identical generator weights (CPU)."""
+    def cfg(steps):
+        return load_config(preset, [*TINY, *extra, f"train.max_steps={steps}", "data.batch_size=2"])
+
+    train(cfg(6), data_root / folder, tmp_path / "straight", CPU, log, progress=False)
+    train(cfg(3), data_root / folder, tmp_path / "resumed", CPU, log, progress=False)
+    assert load_state(tmp_path / "resumed/last.pt")["step"] == 3
+    train(cfg(6), data_root / folder, tmp_path / "resumed", CPU, log, resume=True, progress=False)
+    for name in ("G_AtoB.safetensors", "G_BtoA.safetensors") if preset == "cyclegan" else ("G_AtoB.safetensors",):
+        a, b = load_file(tmp_path / "straight" / name), load_file(tmp_path / "resumed" / name)
+        assert a.keys() == b.keys()
+        for k in a:
+            assert torch.equal(a[k], b[k]), k
+
+
+def test_nan_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, data_root, log):
+    cfg = load_config("pix2pix", [*TINY, "train.max_steps=2"])
+    train(cfg, data_root / "paired", tmp_path / "run", CPU, log, progress=False)
+    before = (tmp_path / "run/G_AtoB.safetensors").read_bytes()
+    # Inject a non-finite loss: an infinite L1 weight on resume.
+    bad = load_config("pix2pix", [*TINY, "train.max_steps=8", "loss.lambda_l1=.inf", "train.checkpoint_every=100"])
+    with pytest.raises(Img2ImgError, match=r"NaN/Inf at step \d+.*last good checkpoint \(step 2\)"):
+        train(bad, data_root / "paired", tmp_path / "run", CPU, log, resume=True, progress=False)
+    assert (tmp_path / "run/G_AtoB.safetensors").read_bytes() == before
+    assert load_state(tmp_path / "run/last.pt")["step"] == 2
+
+
+def test_learning_rates_can_change_on_resume(tmp_path, data_root, log):
+    cfg = load_config("pix2pix", [*TINY, "train.max_steps=2"])
+    train(cfg, data_root / "paired", tmp_path / "run", CPU, log, progress=False)
+    cfg = load_config("pix2pix", [*TINY, "train.max_steps=3", "train.lr_g=1e-5"])
+    train(cfg, data_root / "paired", tmp_path / "run", CPU, log, resume=True, progress=False)
+    groups = load_state(tmp_path / "run/last.pt")["method"]["optimizers"]["G"]["param_groups"]
+    assert groups[0]["lr"] == pytest.approx(1e-5)
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path, data_root):
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "img2img", "train", "-c", "pix2pix", "--data", str(data_root / "paired"), "--run-dir", str(run),
+         "--max-steps", "100000", "--no-progress", *sets([*TINY, "train.checkpoint_every=1000000"])],
+        stderr=subprocess.PIPE, text=True, env=env,
+    )
+    deadline = time.time() + 120
+    for line in proc.stderr:  # wait until training runs
+        if "training pix2pix" in line or time.time() > deadline:
+            break
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=60) == 0, rest
+    assert "Traceback" not in rest and "SIGTERM received" in rest and "--resume" in rest
+    step = load_state(run / "last.pt")["step"]
+    assert 0 < step < 100000
+    assert load_generator(run / "G_AtoB.safetensors") is not None
+
+
+def _make_user_error(kind: str, tmp_path: Path, data_root: Path) -> list:
+    import shutil
+
+    if kind == "empty":
+        (tmp_path / "d/train/AB").mkdir(parents=True)
+        return ["-c", "pix2pix", "--data", tmp_path / "d"]
+    if kind == "mismatch":
+        shutil.copytree(data_root / "paired_ab", tmp_path / "d")
+        (tmp_path / "d/train/A/rocket.png").unlink()
+        return ["-c", "pix2pix", "--data", tmp_path / "d"]
+    if kind == "unreadable":
+        shutil.copytree(data_root / "paired", tmp_path / "d")
+        (tmp_path / "d/train/AB/broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+        return ["-c", "pix2pix", "--data", tmp_path / "d", "--set", "data.strict=true"]
+    if kind == "small":
+        shutil.copytree(data_root / "photos", tmp_path / "d")
+        return ["-c", "colorization", "--data", tmp_path / "d", "--set", "data.preprocess=crop", "--set", "data.crop_size=64"]
+    if kind == "preset":
+        return ["-c", "pix3pix", "--data", data_root / "paired"]
+    if kind == "key":
+        return ["-c", "pix2pix", "--data", data_root / "paired", "--set", "train.lr=1"]
+    if kind == "nodata":
+        return ["-c", "pix2pix"]
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("kind,message", [
+    ("empty", "no readable images"),
+    ("mismatch", "only in B: ['rocket']"),
+    ("unreadable", "broken.jpg: cannot read image"),
+    ("small", "smaller than data.crop_size=64"),
+    ("preset", "presets: colorization, cyclegan, pix2pix, sketch2photo"),
+    ("key", "unknown config key 'train.lr'"),
+    ("nodata", "pass --data DIR"),
+])
+def test_user_errors_are_one_line_without_traceback(tmp_path, data_root, kind, message):
+    args = _make_user_error(kind, tmp_path, data_root)
+    r = cli("train", *args, "--run-dir", tmp_path / "run", "--max-steps", 1, "--no-progress")
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    errors = [line for line in r.stderr.splitlines() if line.startswith("img2img: error:")]
+    assert len(errors) == 1 and message in errors[0], r.stderr
+
+
+def test_existing_run_is_not_overwritten_without_resume(tmp_path, data_root):
+    args = ["train", "-c", "pix2pix", "--data", data_root / "paired", "--run-dir", tmp_path / "run", "--max-steps", 1, "--no-progress", *sets(TINY)]
+    assert cli(*args).returncode == 0
+    before = (tmp_path / "run/last.pt").read_bytes()
+    r = cli(*args)
+    assert r.returncode == 2 and "--resume" in r.stderr
+    assert (tmp_path / "run/last.pt").read_bytes() == before
