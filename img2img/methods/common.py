@@ -82,6 +82,14 @@ def grad_norm(net: nn.Module) -> float:
     return float(torch.stack(grads).norm()) if grads else 0.0
 
 
+def batch_diversity(fake: torch.Tensor, real: torch.Tensor) -> dict[str, float]:
+    """{"diversity": per-pixel std across the batch of G's outputs / the same for real images}.
+    Near 0 means G maps different inputs to the same output (mode collapse). Needs batch >= 2."""
+    if fake.shape[0] < 2:
+        return {}
+    return {"diversity": (fake.detach().float().std(0).mean() / real.float().std(0).mean().clamp_min(1e-6)).item()}
+
+
 class ImagePool:
     """History of generated images (Shrivastava et al. 2017), as in CycleGAN: D sees, with
     probability 1/2, an older fake instead of the newest, which damps oscillation.

@@ -14,7 +14,7 @@ from img2img.checkpoint import generator_spec
 from img2img.config import RunConfig
 from img2img.losses import cycle_loss, gradient_penalty, identity_loss, instance_noise
 from img2img.methods.common import (
-    Amp, ImagePool, adversarial, grad_norm, make_players, set_requires_grad, split_halves, step_optimizer, unwrap,
+    Amp, ImagePool, adversarial, batch_diversity, grad_norm, make_players, set_requires_grad, split_halves, step_optimizer, unwrap,
 )
 from img2img.nets import MultiScaleDiscriminator, build_generator
 
@@ -68,7 +68,8 @@ class CycleGAN:
         step_optimizer(loss, self.players.optimizers["G"], self.players.scalers["G"])
         for D in (D_A, D_B):
             set_requires_grad(D, True)
-        return {"G_AB": adv_ab.item(), "G_BA": adv_ba.item(), "cycle": cyc.item(), "idt": idt.item(), "G_grad": grad_norm(self.G_AB)}
+        return {"G_AB": adv_ab.item(), "G_BA": adv_ba.item(), "cycle": cyc.item(), "idt": idt.item(),
+                "G_grad": grad_norm(self.G_AB), **batch_diversity(fake_b, b)}
 
     def d_step(self, a: torch.Tensor, b: torch.Tensor, fake_a: torch.Tensor, fake_b: torch.Tensor, noise: float) -> dict[str, float]:
         """Update D_A and D_B on real images vs fakes drawn from the image pools."""

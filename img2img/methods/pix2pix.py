@@ -14,7 +14,7 @@ from img2img.checkpoint import generator_spec
 from img2img.config import RunConfig
 from img2img.losses import gradient_penalty, instance_noise, l1_loss
 from img2img.methods.common import (
-    Amp, adversarial, grad_norm, make_players, set_requires_grad, split_halves, step_optimizer, unwrap,
+    Amp, adversarial, batch_diversity, grad_norm, make_players, set_requires_grad, split_halves, step_optimizer, unwrap,
 )
 from img2img.nets import MultiScaleDiscriminator, build_generator
 
@@ -72,7 +72,7 @@ class Pix2Pix:
         l1 = l1_loss(fake.float(), real)
         step_optimizer(adv + cfg.lambda_l1 * l1, self.players.optimizers["G"], self.players.scalers["G"])
         set_requires_grad(D, True)
-        return {"G": adv.item(), "L1": l1.item(), "G_grad": grad_norm(self.G)}
+        return {"G": adv.item(), "L1": l1.item(), "G_grad": grad_norm(self.G), **batch_diversity(fake, real)}
 
     @torch.no_grad()
     def samples(self, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
