@@ -127,6 +127,69 @@ def datasets_download(
     typer.echo(ensure_dataset(name, root, make_logger()))
 
 
+@app.command()
+def export(
+    source: Path = typer.Argument(..., help="A run directory (its G_AtoB, or G_BtoA with --direction) or a G_*.safetensors file."),
+    output: Path = typer.Option(..., "--output", "-o", help="The .onnx file to write."),
+    direction: Optional[str] = typer.Option(None, "--direction", help="AtoB or BtoA: which generator of a run directory [default: AtoB]."),
+    opset: Optional[int] = typer.Option(None, "--opset", min=17, help="ONNX opset version [default: the exporter's]."),
+    pixel_shuffle: bool = typer.Option(True, "--pixel-shuffle/--no-pixel-shuffle", help="Rewrite nearest-upsample + 3x3 conv as the exactly equal 2x2 conv + PixelShuffle (fewer multiply-adds)."),
+) -> None:
+    """Export a generator to one ONNX file (dynamic batch, height, width) with its model card in
+    the metadata, checked against PyTorch on real photos."""
+    from img2img.export import export_onnx
+
+    r = export_onnx(source, output, direction=direction, opset=opset, pixel_shuffle=pixel_shuffle)
+    c = r.card
+    sizes = ", ".join(f"{h}x{w}" for h, w in r.sizes)
+    typer.echo(
+        f"wrote {r.path} ({r.path.stat().st_size / 1e6:.1f} MB): {c.method} {c.direction} generator for {c.task}, "
+        f"{c.input_channels} -> {c.output_channels} channels, sides multiples of {c.size_multiple}; "
+        f"ONNX Runtime vs PyTorch max abs diff {r.max_abs_diff:.1e} on 2 photos at {sizes}"
+    )
+
+
+@app.command()
+def translate(
+    model: Path = typer.Option(..., "--model", "-m", help="An exported .onnx file, a run directory or a G_*.safetensors file."),
+    inputs: list[str] = typer.Option(..., "--input", "-i", help="Image files, folders (recursive) or glob patterns; several may follow one --input."),
+    more_inputs: Optional[list[str]] = typer.Argument(None, hidden=True, help="Further inputs (e.g. what the shell expanded a glob into)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Folder for the results; relative paths and names are kept."),
+    backend: str = typer.Option("auto", "--backend", help="onnx (ONNX Runtime, needs an .onnx) or torch (PyTorch, run dir / .safetensors) [default: from the model file]."),
+    direction: Optional[str] = typer.Option(None, "--direction", help="AtoB or BtoA, for run directories [default: AtoB]."),
+    batch_size: int = typer.Option(1, "--batch-size", min=1, help="Images (or tiles) per forward pass; batching same-size images helps on GPUs."),
+    tile: int = typer.Option(1024, "--tile", min=0, help="Images with a side above this are translated in overlapping tiles (bounded memory); 0: never tile."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA if usable, else CPU), cpu or cuda."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for inference [default: one per core]."),
+    fmt: str = typer.Option("png", "--format", help="Output format: png or jpg."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs that already exist (they are kept by default)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
+) -> None:
+    """Translate images in batch: any size (output size = input size), any mode; unreadable
+    files are listed at the end (exit code 1) and all others are still written."""
+    from img2img.runtime import Translator, collect_inputs, translate_files
+
+    if fmt not in ("png", "jpg"):
+        raise Img2ImgError(f"unknown --format {fmt!r}; choose png or jpg")
+    translator = Translator(
+        model, direction=direction, backend=backend, device=device, threads=threads, batch_size=batch_size, tile=tile or None
+    )
+    jobs, problems = collect_inputs([*inputs, *(more_inputs or [])])
+    if not jobs and problems:
+        raise Img2ImgError("no input images: " + "; ".join(f"{p}: {why}" for p, why in problems))
+    report = translate_files(translator, jobs, output, fmt=fmt, overwrite=overwrite, progress=progress)
+    failed = problems + report.failed
+    summary = f"translated {len(report.written)} image(s) into {output} ({translator.backend} on {translator.device})"
+    if report.skipped:
+        summary += f"; kept {len(report.skipped)} existing output(s) (--overwrite replaces them)"
+    typer.echo(summary)
+    if failed:
+        typer.echo(f"img2img: {len(failed)} input(s) could not be translated:", err=True)
+        for path, why in failed:
+            typer.echo(f"  {path}: {why}", err=True)
+        raise typer.Exit(1)
+
+
 def main() -> None:
     try:
         app()

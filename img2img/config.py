@@ -176,14 +176,14 @@ def validate(tree: dict, source: str) -> RunConfig:
         problems = []
         for err in e.errors():
             loc = ".".join(str(p) for p in err["loc"])
-            msg = err["msg"]
+            msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 section = RunConfig
                 for p in err["loc"][:-1]:
                     section = section.model_fields[str(p)].annotation
                 msg = f"unknown key; valid keys here: {', '.join(section.model_fields)}"
             got = f" (got {err['input']!r})" if err["type"] != "extra_forbidden" and not isinstance(err["input"], dict) else ""
-            problems.append(f"{loc or 'config'}: {msg}{got}")
+            problems.append(f"{loc}: {msg}{got}" if loc else msg)
         raise Img2ImgError(f"invalid config ({source}): " + "; ".join(problems)) from None
 
 

@@ -59,7 +59,7 @@ class PixelShuffleUpConv(nn.Module):
     def from_upconv(cls, up: UpConv) -> "PixelShuffleUpConv":
         conv: nn.Conv2d = up[2]
         out_c, in_c = conv.out_channels, conv.in_channels
-        new = cls(in_c, out_c, bias=conv.bias is not None)
+        new = cls(in_c, out_c, bias=conv.bias is not None).to(conv.weight.device, conv.weight.dtype)
         w = conv.weight.detach().double()  # (out, in, 3, 3)
         k = torch.zeros(out_c, 2, 2, in_c, 2, 2, dtype=torch.float64)
         for dy in range(2):
@@ -71,7 +71,7 @@ class PixelShuffleUpConv(nn.Module):
             new.conv.weight.copy_(k.reshape(out_c * 4, in_c, 2, 2).to(conv.weight.dtype))
             if conv.bias is not None:
                 new.conv.bias.copy_(conv.bias.detach().repeat_interleave(4))
-        return new.to(conv.weight.device)
+        return new
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.shuffle(self.conv(self.pad(x)))[..., 1:-1, 1:-1]

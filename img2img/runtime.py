@@ -153,6 +153,11 @@ def cuda_usable() -> bool:
 
 
 class _OrtBackend:
+    """ONNX Runtime session, plus two graphs derived in memory for tiling with shared instance-
+    norm statistics: one that outputs every InstanceNormalization input's per-channel mean and
+    mean square, and one where each InstanceNormalization becomes x * a_k + b_k with a_k, b_k
+    fed in (a = scale / sqrt(var + eps), b = B - mean * a)."""
+
     def __init__(self, path: Path, device: str, threads: int | None):
         import onnxruntime as ort
 
@@ -177,9 +182,92 @@ class _OrtBackend:
         self.device = "cuda" if on_cuda else "cpu"
         self.input_name = self.session.get_inputs()[0].name
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+        self._path, self._options, self._providers = path, options, self.session.get_providers()
+        self._norms: list[tuple[np.ndarray, np.ndarray, float]] | None = None  # (scale, B, eps) per layer
+        self._record = self._fixed = None
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+
+    def norm_layers(self) -> int:
+        if self._norms is None:
+            self._build_stat_graphs()
+        return len(self._norms or [])
+
+    def _build_stat_graphs(self) -> None:
+        import onnx
+        import onnxruntime as ort
+        from onnx import helper, numpy_helper
+
+        model = onnx.load(str(self._path))
+        graph = model.graph
+        inits = {t.name: t for t in graph.initializer}
+        nodes = [n for n in graph.node if n.op_type == "InstanceNormalization" and n.domain in ("", "ai.onnx")]
+        if not nodes or not all(n.input[1] in inits and n.input[2] in inits for n in nodes):
+            self._norms = []  # nothing to share (batch/no norm), or an unexpected graph: per-tile stats
+            return
+        self._norms = []
+        for n in nodes:
+            eps = next((a.f for a in n.attribute if a.name == "epsilon"), 1e-5)
+            self._norms.append((numpy_helper.to_array(inits[n.input[1]]), numpy_helper.to_array(inits[n.input[2]]), eps))
+        opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
+
+        # Record graph: outputs mean_k = mean_{H,W}(x_k) and msq_k = mean_{H,W}(x_k^2), N x C x 1 x 1.
+        rec = onnx.ModelProto()
+        rec.CopyFrom(model)
+        del rec.graph.output[:]
+        rec.graph.initializer.append(numpy_helper.from_array(np.array([2, 3], dtype=np.int64), "_img2img_hw_axes"))
+        for k, n in enumerate(nodes):
+            x = n.input[0]
+            sq = f"_img2img_sq_{k}"
+            rec.graph.node.append(helper.make_node("Mul", [x, x], [sq]))
+            for src, out in ((x, f"mean_{k}"), (sq, f"msq_{k}")):
+                if opset >= 18:
+                    rec.graph.node.append(helper.make_node("ReduceMean", [src, "_img2img_hw_axes"], [out], keepdims=1))
+                else:
+                    rec.graph.node.append(helper.make_node("ReduceMean", [src], [out], axes=[2, 3], keepdims=1))
+                rec.graph.output.append(helper.make_tensor_value_info(out, onnx.TensorProto.FLOAT, None))
+
+        # Fixed graph: InstanceNormalization(x) -> x * a_k + b_k.
+        index = {n.output[0]: k for k, n in enumerate(nodes)}
+        fix = onnx.ModelProto()
+        fix.CopyFrom(model)
+        del fix.graph.node[:]
+        for n in model.graph.node:
+            if n.op_type == "InstanceNormalization" and n.output[0] in index:
+                k = index[n.output[0]]
+                scaled = f"_img2img_scaled_{k}"
+                fix.graph.node.append(helper.make_node("Mul", [n.input[0], f"a_{k}"], [scaled]))
+                fix.graph.node.append(helper.make_node("Add", [scaled, f"b_{k}"], [n.output[0]]))
+                for name in (f"a_{k}", f"b_{k}"):
+                    fix.graph.input.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, [1, None, 1, 1]))
+            else:
+                fix.graph.node.append(n)
+        self._record = ort.InferenceSession(rec.SerializeToString(), self._options, providers=self._providers)
+        self._fixed = ort.InferenceSession(fix.SerializeToString(), self._options, providers=self._providers)
+
+    def record_stats(self, batch: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, float]]:
+        """Per layer (mean, mean square) over H, W and the batch, shape (C,), and its epsilon."""
+        assert self._record is not None and self._norms is not None
+        k = len(self._norms)
+        names = [f"mean_{i}" for i in range(k)] + [f"msq_{i}" for i in range(k)]
+        outs = self._record.run(names, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})
+        return [(outs[i].mean(axis=(0, 2, 3)), outs[k + i].mean(axis=(0, 2, 3)), self._norms[i][2]) for i in range(k)]
+
+    def run_fixed(self, batch: np.ndarray, stats: list[tuple[np.ndarray, np.ndarray, float]]) -> np.ndarray:
+        assert self._fixed is not None and self._norms is not None
+        feed = {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)}
+        for k, ((mean, msq, eps), (scale, bias, _)) in enumerate(zip(stats, self._norms)):
+            a = scale / np.sqrt(np.maximum(msq - mean * mean, 0) + eps)
+            feed[f"a_{k}"] = a.astype(np.float32).reshape(1, -1, 1, 1)
+            feed[f"b_{k}"] = (bias - mean * a).astype(np.float32).reshape(1, -1, 1, 1)
+        return self._fixed.run(None, feed)[0]
+
+
+def _instance_norms(net) -> list:
+    from torch import nn
+
+    return [m for m in net.modules() if isinstance(m, nn.InstanceNorm2d)]
 
 
 class _TorchBackend:
@@ -196,13 +284,63 @@ class _TorchBackend:
             torch.set_num_threads(threads)  # process-wide in PyTorch; there is no per-model setting
         self.device = device
         self.net = load_generator(path, device)
+        self._norms = _instance_norms(self.net)
+
+    def _forward(self, batch: np.ndarray) -> "torch.Tensor":  # noqa: F821
+        import torch
+
+        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
+        return self.net(x)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         import torch
 
         with torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
-            return self.net(x).float().cpu().numpy()
+            return self._forward(batch).float().cpu().numpy()
+
+    def norm_layers(self) -> int:
+        return len(self._norms)
+
+    def record_stats(self, batch: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, float]]:
+        import torch
+
+        stats: list[tuple[np.ndarray, np.ndarray, float]] = []
+
+        def hook(module, args):  # noqa: ANN001 - torch hook signature
+            x = args[0].double()
+            stats.append((x.mean((0, 2, 3)).cpu().numpy(), (x * x).mean((0, 2, 3)).cpu().numpy(), module.eps))
+
+        handles = [m.register_forward_pre_hook(hook) for m in self._norms]
+        try:
+            with torch.inference_mode():
+                self._forward(batch)
+        finally:
+            for h in handles:
+                h.remove()
+        return stats
+
+    def run_fixed(self, batch: np.ndarray, stats: list[tuple[np.ndarray, np.ndarray, float]]) -> np.ndarray:
+        import torch
+
+        def make_hook(mean: np.ndarray, msq: np.ndarray, eps: float):
+            a = torch.from_numpy(1 / np.sqrt(np.maximum(msq - mean * mean, 0) + eps)).float().to(self.device)
+            b = -torch.from_numpy(mean).float().to(self.device) * a
+
+            def hook(module, args, output):  # noqa: ANN001 - replaces the module's output
+                y = args[0] * a[None, :, None, None] + b[None, :, None, None]
+                if module.affine:
+                    y = y * module.weight[None, :, None, None] + module.bias[None, :, None, None]
+                return y
+
+            return hook
+
+        handles = [m.register_forward_hook(make_hook(*s)) for m, s in zip(self._norms, stats)]
+        try:
+            with torch.inference_mode():
+                return self._forward(batch).float().cpu().numpy()
+        finally:
+            for h in handles:
+                h.remove()
 
 
 # --------------------------------------------------------------------------------------------
@@ -302,6 +440,7 @@ class Translator:
         batch_size: int = 1,              # images (or tiles) per forward pass
         tile: int | None = DEFAULT_TILE,  # tile side for large images; 0/None: never tile
         tile_overlap: int | None = None,  # pixels shared by neighbouring tiles (default tile // 4)
+        shared_stats: bool = True,        # tiles share instance-norm statistics (see _translate_tiled)
     ):
         model = Path(model)
         if device not in ("auto", "cpu", "cuda"):
@@ -346,6 +485,7 @@ class Translator:
         else:
             self.tile_overlap = 0
         self.tile: int | None = tile or None
+        self.shared_stats = shared_stats
 
     def __repr__(self) -> str:
         c = self.card
@@ -400,30 +540,52 @@ class Translator:
     def _translate_tiled(self, u8: np.ndarray) -> np.ndarray:
         """Overlapping tiles, each translated alone, blended with normalized raised-cosine weights.
 
+        Tiles start at multiples of the network's stride, so every tile sees the same pixel grid
+        as a whole-image pass (the network is shift-equivariant only by that stride). Instance
+        norm would normalize each tile by its own statistics, shifting its brightness and
+        contrast; with shared_stats every tile is instead normalized by one set of per-layer
+        statistics, measured in a pass over the whole image downscaled to fit one tile.
+
         Memory: the uint8 input, one float32 output accumulator (C x H x W) and batch_size tiles;
         a 4096 x 4096 photo needs about 0.3 GB besides the network's activations for one batch."""
         assert self.tile is not None
         h, w = u8.shape[:2]
         m, t, ov = self.card.size_multiple, self.tile, self.tile_overlap
-        # An axis shorter than the tile is padded (like an untiled image) and covered by one tile.
-        ph = pad_amounts(h, m, self.card.min_size) if h <= t else (0, 0)
-        pw = pad_amounts(w, m, self.card.min_size) if w <= t else (0, 0)
+        # Pad every axis to a multiple of the stride (and to min_size); tiles then align to it.
+        ph, pw = pad_amounts(h, m, self.card.min_size), pad_amounts(w, m, self.card.min_size)
         if ph != (0, 0) or pw != (0, 0):
             u8 = np.pad(u8, (ph, pw, (0, 0)), mode="reflect")
         hp, wp = u8.shape[:2]
         th, tw = min(t, hp), min(t, wp)
-        ys, xs = tile_starts(hp, th, ov), tile_starts(wp, tw, ov)
+        ys, xs = tile_starts(hp, th, ov, m), tile_starts(wp, tw, ov, m)
         wy, wx = blend_weights(hp, th, ys, ov), blend_weights(wp, tw, xs, ov)
+
+        run: Callable[[np.ndarray], np.ndarray] = self.run_batch
+        if self.shared_stats and self._backend.norm_layers():
+            stats = self._backend.record_stats(self._stats_input(u8)[None])
+            run = lambda batch: self._backend.run_fixed(batch, stats)  # noqa: E731
+
         acc = np.zeros((self.card.output_channels, hp, wp), dtype=np.float32)
         jobs = [(i, j) for i in range(len(ys)) for j in range(len(xs))]
         for k in range(0, len(jobs), self.batch_size):
             chunk = jobs[k : k + self.batch_size]
             batch = np.stack([normalize(u8[ys[i] : ys[i] + th, xs[j] : xs[j] + tw]) for i, j in chunk])
-            y = self.run_batch(batch)
+            y = run(batch)
             for (i, j), yi in zip(chunk, y):
                 acc[:, ys[i] : ys[i] + th, xs[j] : xs[j] + tw] += yi * wy[i][:, None] * wx[j][None, :]
-        acc = acc[:, ph[0] : ph[0] + h, pw[0] : pw[0] + w]
-        return denormalize(acc)
+        return denormalize(acc[:, ph[0] : ph[0] + h, pw[0] : pw[0] + w])
+
+    def _stats_input(self, u8: np.ndarray) -> np.ndarray:
+        """The whole image, box-downscaled so its long side fits one tile, padded to a valid
+        size: CxHxW float in [-1, 1]."""
+        assert self.tile is not None
+        h, w = u8.shape[:2]
+        scale = min(1.0, self.tile / max(h, w))
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        img = to_pil(u8).resize(size, Image.Resampling.BOX)
+        small = np.asarray(img, dtype=np.uint8)
+        small = small[:, :, None] if small.ndim == 2 else small
+        return self._pad(small)[0]
 
 
 # --------------------------------------------------------------------------------------------

@@ -102,6 +102,15 @@ def _grid(rows: list[torch.Tensor], max_images: int = 4) -> torch.Tensor:
     return make_grid(torch.stack(cols, 1).flatten(0, 1), nrow=len(cols), padding=2).add(1).div(2).clamp(0, 1)
 
 
+def agree(flags: list[bool], ddp: Dist, device: torch.device) -> list[bool]:
+    """Each flag true if it is true on any rank (one tiny all-reduce per step under DDP)."""
+    if ddp.world_size == 1:
+        return flags
+    t = torch.tensor(flags, dtype=torch.float32, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return [bool(v) for v in t.tolist()]
+
+
 def check_ranks_in_sync(method, ddp: Dist) -> None:
     """Under DDP every rank must hold identical weights and buffers (spectral-norm vectors
     included); compare per-tensor fingerprints across ranks and fail loudly if they drift.
@@ -195,15 +204,18 @@ def train(cfg: RunConfig, data_root: Path, run_dir: Path, device: torch.device, 
         with StopRequest(log) as stop:
             batches = iter(loader)
             tick, tick_step = time.perf_counter(), step
-            while step < total and not stop.requested:
+            stopping = False
+            while step < total and not stopping:
                 batch = {k: v.to(device, non_blocking=True).to(memory_format=memory_format) for k, v in next(batches).items()}
                 noise = cfg.loss.instance_noise * max(0.0, 1 - step / sched_len)  # annealed to 0
                 stats = method.train_step(batch, noise)
                 method.players.step_schedules()
                 step += 1
                 bad = [k for k, v in stats.items() if not math.isfinite(v)]
-                if bad:
-                    msg = f"loss {', '.join(bad)} became NaN/Inf at step {step}"
+                # All ranks must leave the loop at the same step, or the others hang in a collective.
+                stopping, diverged = agree([stop.requested, bool(bad)], ddp, device)
+                if diverged:
+                    msg = f"loss {', '.join(bad) or 'on another rank'} became NaN/Inf at step {step}"
                     if ddp.main:
                         health.record(step, "nan", msg)
                         health.save(health_file)
@@ -240,7 +252,7 @@ def train(cfg: RunConfig, data_root: Path, run_dir: Path, device: torch.device, 
                 log.info("DDP: weights and buffers identical on all %d ranks at step %d", ddp.world_size, step)
             if ddp.main and step != last_saved:
                 save_checkpoint(run_dir, method, cfg, step)
-            if stop.requested:
+            if stopping:
                 log.warning("stopped at step %d; checkpoint saved in %s. Continue with --resume", step, run_dir)
     finally:
         bar.close()

