@@ -190,6 +190,21 @@ def translate(
         raise typer.Exit(1)
 
 
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on. The default keeps the UI on this machine; 0.0.0.0 exposes it to your network (your choice; Docker needs it)."),
+    port: int = typer.Option(7860, "--port", min=1, max=65535, help="TCP port."),
+    models: Path = typer.Option(Path("checkpoints"), "--models", help="Folder searched (recursively) for exported .onnx models."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA if usable, else CPU), cpu or cuda."),
+) -> None:
+    """Start the web UI (Gradio): style transfer, colorization and sketch-to-photo with the
+    exported models in --models; each tab is also an API endpoint (see docs/ui.md)."""
+    from img2img.app import serve as serve_app
+
+    make_logger()
+    serve_app(models, host=host, port=port, device=device)
+
+
 def main() -> None:
     try:
         app()

@@ -76,6 +76,11 @@ class HealthMonitor:
         self.findings.append(f)
         return f
 
+    def load(self, path: Path) -> None:
+        """Take over the findings of an earlier (resumed) run."""
+        if path.is_file():
+            self.findings = [Finding(**f) for f in json.loads(path.read_text())["findings"]]
+
     def save(self, path: Path) -> None:
         data = {"window": self.window, "grad_limit": self.grad_limit, "findings": [asdict(f) for f in self.findings]}
         atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2)))

@@ -128,6 +128,58 @@ def check_ranks_in_sync(method, ddp: Dist) -> None:
         raise Img2ImgError("DDP ranks hold different weights; please report this with your config")
 
 
+class Reporter:
+    """Rank 0's view of training: progress bar, TensorBoard, sample grids and health.json."""
+
+    def __init__(self, cfg: RunConfig, run_dir: Path, log: logging.Logger, start: int, total: int,
+                 images_per_step: int, enabled: bool, progress: bool):
+        self.cfg, self.run_dir, self.log, self.enabled = cfg, run_dir, log, enabled
+        self.images_per_step = images_per_step
+        self.total = total
+        self.bar = tqdm(total=total, initial=start, disable=not (progress and enabled), dynamic_ncols=True, unit="step")
+        self.health = HealthMonitor(cfg.train.health_window, cfg.train.grad_norm_limit, watch_d=cfg.loss.gan != "wgan-gp")
+        self.health_file = run_dir / "health.json"
+        self.writer = None
+        if enabled:
+            self.health.load(self.health_file)  # keep earlier findings of a resumed run
+            from torch.utils.tensorboard import SummaryWriter  # slow import; rank 0 only
+
+            self.writer = SummaryWriter(str(run_dir / "tb"), purge_step=start)
+        self.tick, self.tick_step = time.perf_counter(), start
+
+    def after_step(self, step: int, stats: dict[str, float], method, batch: dict[str, torch.Tensor]) -> None:
+        t = self.cfg.train
+        for f in self.health.update(step, stats):
+            self.log.warning("step %d: %s; hint: %s", step, f.message, f.hint)
+            self.health.save(self.health_file)
+        if step % t.log_every == 0 or step == self.total:
+            now = time.perf_counter()
+            ips = (step - self.tick_step) * self.images_per_step / max(now - self.tick, 1e-9)
+            self.tick, self.tick_step = now, step
+            flags = {"health": self.health.findings[-1].kind} if self.health.findings else {}
+            self.bar.set_postfix({**{k: f"{v:.3g}" for k, v in stats.items()}, "img/s": f"{ips:.1f}", **flags}, refresh=False)
+            for k, v in stats.items():
+                self.writer.add_scalar(f"loss/{k}", v, step)
+            self.writer.add_scalar("speed/images_per_s", ips, step)
+            self.writer.add_scalar("lr/G", method.players.optimizers["G"].param_groups[0]["lr"], step)
+        if step % t.sample_every == 0 or step == self.total:
+            grid = _grid(method.samples(batch))
+            (self.run_dir / "samples").mkdir(exist_ok=True)
+            save_image(grid, self.run_dir / "samples" / f"step_{step:07d}.png")
+            self.writer.add_image("samples", grid, step)
+        self.bar.update(step - self.bar.n)
+
+    def record_nan(self, step: int, message: str) -> None:
+        if self.enabled:
+            self.health.record(step, "nan", message)
+            self.health.save(self.health_file)
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.writer:
+            self.writer.close()
+
+
 def save_checkpoint(run_dir: Path, method, cfg: RunConfig, step: int) -> None:
     """Generators first, then last.pt: last.pt's step never points past the saved weights."""
     for name, net in method.generators().items():
@@ -182,28 +234,20 @@ def train(cfg: RunConfig, data_root: Path, run_dir: Path, device: torch.device, 
                 torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         log.info("resumed %s at step %d of %d", run_dir, start, total)
 
-    writer = None
-    health = HealthMonitor(cfg.train.health_window, cfg.train.grad_norm_limit, watch_d=cfg.loss.gan != "wgan-gp")
-    health_file = run_dir / "health.json"
     if ddp.main:
         run_dir.mkdir(parents=True, exist_ok=True)
         for tmp in run_dir.glob(".*.tmp"):  # left by a crash mid-write; the real files are intact
             tmp.unlink()
         atomic_write(run_dir / CONFIG_FILE, lambda tmp: tmp.write_text(dump_config(cfg)))
-        from torch.utils.tensorboard import SummaryWriter  # slow import; rank 0 only
-
-        writer = SummaryWriter(str(run_dir / "tb"), purge_step=start)
         log.info("training %s on %s: %d images, %d steps/epoch, steps %d..%d, batch %d x %d process(es)%s",
                  cfg.method, device, len(dataset), sampler.steps_per_epoch, start, total, bs, ddp.world_size,
                  f", amp {amp.dtype}" if amp.dtype else "")
 
-    step = start
-    bar = tqdm(total=total, initial=start, disable=not (progress and ddp.main), dynamic_ncols=True, unit="step")
-    last_saved = start
+    step, last_saved = start, start
+    reporter = Reporter(cfg, run_dir, log, start, total, images_per_step=bs * ddp.world_size, enabled=ddp.main, progress=progress)
     try:
         with StopRequest(log) as stop:
             batches = iter(loader)
-            tick, tick_step = time.perf_counter(), step
             stopping = False
             while step < total and not stopping:
                 batch = {k: v.to(device, non_blocking=True).to(memory_format=memory_format) for k, v in next(batches).items()}
@@ -216,37 +260,17 @@ def train(cfg: RunConfig, data_root: Path, run_dir: Path, device: torch.device, 
                 stopping, diverged = agree([stop.requested, bool(bad)], ddp, device)
                 if diverged:
                     msg = f"loss {', '.join(bad) or 'on another rank'} became NaN/Inf at step {step}"
-                    if ddp.main:
-                        health.record(step, "nan", msg)
-                        health.save(health_file)
+                    reporter.record_nan(step, msg)
                     raise Img2ImgError(
                         f"{msg}; training stopped and the last good checkpoint (step {last_saved}) in {run_dir} "
                         f"is kept. Lower train.lr_g/train.lr_d, or set train.amp=off, then --resume"
                     )
                 if not ddp.main:
                     continue
-                for f in health.update(step, stats):
-                    log.warning("step %d: %s; hint: %s", step, f.message, f.hint)
-                    health.save(health_file)
-                if step % cfg.train.log_every == 0 or step == total:
-                    now = time.perf_counter()
-                    ips = (step - tick_step) * bs * ddp.world_size / max(now - tick, 1e-9)
-                    tick, tick_step = now, step
-                    flags = {"health": health.findings[-1].kind} if health.findings else {}
-                    bar.set_postfix({**{k: f"{v:.3g}" for k, v in stats.items()}, "img/s": f"{ips:.1f}", **flags}, refresh=False)
-                    for k, v in stats.items():
-                        writer.add_scalar(f"loss/{k}", v, step)
-                    writer.add_scalar("speed/images_per_s", ips, step)
-                    writer.add_scalar("lr/G", method.players.optimizers["G"].param_groups[0]["lr"], step)
-                if step % cfg.train.sample_every == 0 or step == total:
-                    grid = _grid(method.samples(batch))
-                    (run_dir / "samples").mkdir(exist_ok=True)
-                    save_image(grid, run_dir / "samples" / f"step_{step:07d}.png")
-                    writer.add_image("samples", grid, step)
+                reporter.after_step(step, stats, method, batch)
                 if step % cfg.train.checkpoint_every == 0 or step == total:
                     save_checkpoint(run_dir, method, cfg, step)
                     last_saved = step
-                bar.update(step - bar.n)
             check_ranks_in_sync(method, ddp)
             if ddp.world_size > 1:
                 log.info("DDP: weights and buffers identical on all %d ranks at step %d", ddp.world_size, step)
@@ -255,7 +279,5 @@ def train(cfg: RunConfig, data_root: Path, run_dir: Path, device: torch.device, 
             if stopping:
                 log.warning("stopped at step %d; checkpoint saved in %s. Continue with --resume", step, run_dir)
     finally:
-        bar.close()
-        if writer:
-            writer.close()
+        reporter.close()
     return step
