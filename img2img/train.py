@@ -241,7 +241,7 @@ def train(cfg: RunConfig, data_root: Path, run_dir: Path, device: torch.device, 
         atomic_write(run_dir / CONFIG_FILE, lambda tmp: tmp.write_text(dump_config(cfg)))
         log.info("training %s on %s: %d images, %d steps/epoch, steps %d..%d, batch %d x %d process(es)%s",
                  cfg.method, device, len(dataset), sampler.steps_per_epoch, start, total, bs, ddp.world_size,
-                 f", amp {amp.dtype}" if amp.dtype else "")
+                 f", amp {amp.dtype}" if amp.dtype else f", {torch.get_num_threads()} CPU threads" if not cuda else "")
 
     step, last_saved = start, start
     reporter = Reporter(cfg, run_dir, log, start, total, images_per_step=bs * ddp.world_size, enabled=ddp.main, progress=progress)
@@ -276,7 +276,7 @@ def train(cfg: RunConfig, data_root: Path, run_dir: Path, device: torch.device, 
                 log.info("DDP: weights and buffers identical on all %d ranks at step %d", ddp.world_size, step)
             if ddp.main and step != last_saved:
                 save_checkpoint(run_dir, method, cfg, step)
-            if stopping:
+            if stopping and ddp.main:
                 log.warning("stopped at step %d; checkpoint saved in %s. Continue with --resume", step, run_dir)
     finally:
         reporter.close()

@@ -54,7 +54,7 @@ def choose_amp(mode: str, device: torch.device) -> Amp:
     if device.type != "cuda" or mode == "off":
         return Amp(device.type, None)
     if mode == "auto":
-        mode = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        mode = "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"
     return Amp(device.type, torch.bfloat16 if mode == "bf16" else torch.float16)
 
 
