@@ -38,7 +38,7 @@ def _readable(paths: list[Path], cfg: DataConfig, log: logging.Logger) -> list[P
             with Image.open(p) as img:
                 size = img.size
         except Exception as e:  # noqa: BLE001 - any decoder failure means "unreadable"
-            err = ImageReadError(f"{p}: cannot read image ({'not an image' if 'identify' in str(e) else e})")
+            err = ImageReadError(f"{p}: cannot read image ({'not an image' if 'identify' in str(e) else e})", p)
             if cfg.strict:
                 raise err from None
             bad.append(str(err))
@@ -50,7 +50,8 @@ def _readable(paths: list[Path], cfg: DataConfig, log: logging.Logger) -> list[P
             )
         good.append(p)
     if bad:
-        log.warning("skipping %d unreadable image(s) (data.strict=true fails instead): %s", len(bad), "; ".join(bad[:5]))
+        more = f"; and {len(bad) - 5} more" if len(bad) > 5 else ""
+        log.warning("skipping %d unreadable image(s) (data.strict=true fails instead): %s%s", len(bad), "; ".join(bad[:5]), more)
     return good
 
 
@@ -63,9 +64,9 @@ def _nonempty(paths: list[Path], folder: Path, what: str) -> list[Path]:
 class _Augmented(Dataset):
     """Shared machinery: per-sample seeded augmentation and skipping of bad files at load time."""
 
-    def __init__(self, cfg: DataConfig, paired: bool, seed: int, log: logging.Logger):
+    def __init__(self, cfg: DataConfig, seed: int, log: logging.Logger, transform: A.Compose | None):
         self.cfg, self.seed, self.log = cfg, seed, log
-        self.transform = build_transform(cfg, paired)
+        self.transform = transform
         # Paths already reported as unreadable. Each DataLoader worker holds its own copy, so a
         # bad file is reported at most once per worker, not once per epoch.
         self.reported: set[str] = set()
@@ -110,7 +111,7 @@ class PairedDataset(_Augmented):
     B right, the pix2pix layout) or (a_file, b_file). direction=BtoA swaps the roles."""
 
     def __init__(self, pairs: list[tuple[Path, Path | None]], cfg: DataConfig, seed: int, log: logging.Logger):
-        super().__init__(cfg, paired=True, seed=seed, log=log)
+        super().__init__(cfg, seed, log, build_transform(cfg, paired=True))
         self.pairs = pairs
 
     def __len__(self) -> int:
@@ -147,7 +148,7 @@ class DerivedPairDataset(_Augmented):
 
     def __init__(self, photos: list[Path], cfg: DataConfig, seed: int, log: logging.Logger,
                  sketcher: Sketcher | None = None, cache_root: Path | None = None):
-        super().__init__(cfg, paired=True, seed=seed, log=log)
+        super().__init__(cfg, seed, log, transform=None)  # staged pipelines below instead
         self.photos = photos
         self.resize = compose(resize_steps(cfg))
         self.jitter = compose(jitter_steps(cfg))
@@ -191,7 +192,7 @@ class UnpairedDataset(_Augmented):
     A cycles in order, B is drawn at random (seeded by the sample key), as in CycleGAN."""
 
     def __init__(self, a_files: list[Path], b_files: list[Path], cfg: DataConfig, seed: int, log: logging.Logger):
-        super().__init__(cfg, paired=False, seed=seed, log=log)
+        super().__init__(cfg, seed, log, build_transform(cfg, paired=False))
         if cfg.direction == "BtoA":
             a_files, b_files = b_files, a_files
         self.a_files, self.b_files = a_files, b_files

@@ -176,6 +176,8 @@ class SketchCache:
             if not ok:
                 raise OSError("PNG encoding failed")
             fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=path.parent)
+            if hasattr(os, "fchmod"):
+                os.fchmod(fd, 0o644)  # mkstemp makes 0600; others sharing the data may read the cache
             with os.fdopen(fd, "wb") as f:
                 f.write(png.tobytes())
             os.replace(tmp, path)
