@@ -19,7 +19,8 @@ WORKDIR /app
 # Dependencies first, so code changes don't reinstall torch.
 COPY pyproject.toml README.md ./
 COPY img2img/__init__.py img2img/__init__.py
-RUN pip install . && pip uninstall -y img2img
+# scikit-image ships the real photos the web UI offers as examples.
+RUN pip install . "scikit-image>=0.22" && pip uninstall -y img2img
 
 COPY img2img img2img
 COPY configs configs

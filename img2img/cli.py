@@ -38,7 +38,7 @@ def train(
     data: Optional[Path] = typer.Option(None, "--data", help="Your own data: the folder holding train/ (paired: train/AB or train/A + train/B) or trainA/ + trainB/ (unpaired); for colorization/sketch, any photo folder."),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="A classic dataset by name (see `img2img datasets list`); downloaded when missing."),
     set_: list[str] = typer.Option([], "--set", help="Override a config key, e.g. --set train.lr_g=1e-4 (repeatable)."),
-    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Where checkpoints, samples and logs go [default: checkpoints/<name>]."),
+    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Where checkpoints, samples and logs go (default: checkpoints/<name>)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir from its last.pt (config from its config.yaml)."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA if usable, else CPU), cpu or cuda."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Stop after this many steps in total (instead of the epochs in the config)."),
@@ -109,7 +109,7 @@ def _data_root(cfg, ddp, log: logging.Logger) -> Path:
 
 
 @datasets_app.command("list")
-def datasets_list(root: Optional[Path] = typer.Option(None, "--root", help="Dataset cache [default: $IMG2IMG_DATA or ~/.cache/img2img/datasets].")) -> None:
+def datasets_list(root: Optional[Path] = typer.Option(None, "--root", help="Dataset cache (default: $IMG2IMG_DATA or ~/.cache/img2img/datasets).")) -> None:
     """Show the known datasets, their size and whether they are downloaded."""
     from img2img.data.registry import format_table
 
@@ -119,7 +119,7 @@ def datasets_list(root: Optional[Path] = typer.Option(None, "--root", help="Data
 @datasets_app.command("download")
 def datasets_download(
     name: str = typer.Argument(..., help="Dataset name from `img2img datasets list`."),
-    root: Optional[Path] = typer.Option(None, "--root", help="Dataset cache [default: $IMG2IMG_DATA or ~/.cache/img2img/datasets]."),
+    root: Optional[Path] = typer.Option(None, "--root", help="Dataset cache (default: $IMG2IMG_DATA or ~/.cache/img2img/datasets)."),
 ) -> None:
     """Download and unpack a dataset (resumable, checksummed)."""
     from img2img.data.download import ensure_dataset
@@ -131,8 +131,8 @@ def datasets_download(
 def export(
     source: Path = typer.Argument(..., help="A run directory (its G_AtoB, or G_BtoA with --direction) or a G_*.safetensors file."),
     output: Path = typer.Option(..., "--output", "-o", help="The .onnx file to write."),
-    direction: Optional[str] = typer.Option(None, "--direction", help="AtoB or BtoA: which generator of a run directory [default: AtoB]."),
-    opset: Optional[int] = typer.Option(None, "--opset", min=17, help="ONNX opset version [default: the exporter's]."),
+    direction: Optional[str] = typer.Option(None, "--direction", help="AtoB or BtoA: which generator of a run directory (default: AtoB)."),
+    opset: Optional[int] = typer.Option(None, "--opset", min=17, help="ONNX opset version (default: the exporter's)."),
     pixel_shuffle: bool = typer.Option(True, "--pixel-shuffle/--no-pixel-shuffle", help="Rewrite nearest-upsample + 3x3 conv as the exactly equal 2x2 conv + PixelShuffle (fewer multiply-adds)."),
 ) -> None:
     """Export a generator to one ONNX file (dynamic batch, height, width) with its model card in
@@ -155,12 +155,12 @@ def translate(
     inputs: list[str] = typer.Option(..., "--input", "-i", help="Image files, folders (recursive) or glob patterns; several may follow one --input."),
     more_inputs: Optional[list[str]] = typer.Argument(None, hidden=True, help="Further inputs (e.g. what the shell expanded a glob into)."),
     output: Path = typer.Option(..., "--output", "-o", help="Folder for the results; relative paths and names are kept."),
-    backend: str = typer.Option("auto", "--backend", help="onnx (ONNX Runtime, needs an .onnx) or torch (PyTorch, run dir / .safetensors) [default: from the model file]."),
-    direction: Optional[str] = typer.Option(None, "--direction", help="AtoB or BtoA, for run directories [default: AtoB]."),
+    backend: str = typer.Option("auto", "--backend", help="onnx (ONNX Runtime, needs an .onnx) or torch (PyTorch, run dir / .safetensors) (default: from the model file)."),
+    direction: Optional[str] = typer.Option(None, "--direction", help="AtoB or BtoA, for run directories (default: AtoB)."),
     batch_size: int = typer.Option(1, "--batch-size", min=1, help="Images (or tiles) per forward pass; batching same-size images helps on GPUs."),
     tile: int = typer.Option(1024, "--tile", min=0, help="Images with a side above this are translated in overlapping tiles (bounded memory); 0: never tile."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA if usable, else CPU), cpu or cuda."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for inference [default: one per core]."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for inference (default: one per core)."),
     fmt: str = typer.Option("png", "--format", help="Output format: png or jpg."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs that already exist (they are kept by default)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),

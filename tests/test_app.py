@@ -1,0 +1,323 @@
+"""The web UI end to end: tiny models trained on real photos and exported to ONNX, the Gradio
+server started on 127.0.0.1, every endpoint driven through gradio_client with real photos."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import TINY, real_photos
+from img2img.app import Limits, SessionCache, build_app, discover_models, launch_app
+from img2img.data.derived import luminance, xdog
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+# --------------------------------------------------------------------------------------------
+# Tiny models (shared with test_browser.py and docs/make_ui_screenshots.py through the disk)
+
+
+def build_tiny_models(dest: Path, data_root: Path, log: logging.Logger, steps: int = 2) -> Path:
+    """Train a colorization and a sketch2photo pix2pix (on photos/) and a CycleGAN (on
+    unpaired/) for `steps` steps with the TINY overrides, export them to dest/models/*.onnx
+    (both CycleGAN directions), add one foreign .onnx; returns the models folder. Built once
+    per pytest session: a marker file says it is complete."""
+    from img2img.config import load_config
+    from img2img.export import export_onnx
+    from img2img.train import train
+
+    models = dest / "models"
+    if (dest / "complete").is_file():
+        return models
+    runs = [
+        ("colorization", "photos", []),
+        # sketch2photo with a ResNet generator: half the export time of a U-Net, and both
+        # architectures (strides 4 and 32) then go through the app's padding.
+        ("sketch2photo", "photos", ["model.generator=resnet"]),
+        ("cyclegan", "unpaired", []),
+    ]
+    for preset, folder, extra in runs:
+        # Samples and checkpoints at the end only (TINY writes them every 2 steps).
+        every = [f"train.sample_every={steps}", f"train.checkpoint_every={steps}", f"train.log_every={max(1, steps // 10)}"]
+        cfg = load_config(preset, [*TINY, *extra, *every, f"train.max_steps={steps}"])
+        train(cfg, data_root / folder, dest / "runs" / preset, torch.device("cpu"), log, progress=False)
+        for direction in ("AtoB", "BtoA") if preset == "cyclegan" else ("AtoB",):
+            # The parity check is test_export's job; skipping it here saves seconds.
+            export_onnx(dest / "runs" / preset, models / f"{preset}_{direction}.onnx", direction=direction, check=False)
+    write_foreign_onnx(models / "other" / "not_img2img.onnx")
+    (dest / "complete").touch()
+    return models
+
+
+def write_foreign_onnx(path: Path) -> None:
+    """A valid ONNX model without an img2img card: discovery must skip it."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "identity", [x], [y])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(helper.make_model(graph), str(path))
+
+
+@pytest.fixture(scope="session")
+def ui_models(tmp_path_factory, data_root, log) -> Path:
+    return build_tiny_models(tmp_path_factory.getbasetemp() / "ui_models", data_root, log)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(ui_models, tmp_path_factory):
+    """(url, session cache) of a running app; closed after the module."""
+    sessions = SessionCache(threads=2)
+    demo = build_app(ui_models, sessions=sessions, examples_dir=tmp_path_factory.mktemp("examples"))
+    assert sessions.loaded() == []  # sessions are created on first use, not at startup
+    url = launch_app(demo, host="127.0.0.1", port=free_port(), block=False, quiet=True)
+    yield url, sessions
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(server) -> Client:
+    return Client(server[0], verbose=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Real inputs, at sizes that are not multiples of the networks' strides
+
+
+def real_input(tmp_path: Path, kind: str, size: tuple[int, int] = (75, 50), name: str = "coffee") -> Path:
+    rgb = np.asarray(Image.fromarray(real_photos()[name]).convert("RGB").resize(size, Image.Resampling.LANCZOS))
+    arr = {"photo": rgb, "grey": luminance(rgb), "sketch": xdog(rgb)}[kind]
+    path = tmp_path / f"{name}_{kind}_{size[0]}x{size[1]}.png"
+    Image.fromarray(arr).save(path)
+    return path
+
+
+def check_result(result: str, size: tuple[int, int]) -> Image.Image:
+    out = Image.open(result)
+    out.load()
+    assert out.format == "PNG" and out.mode == "RGB"
+    assert out.size == size
+    assert np.asarray(out).std() > 0  # a real picture, not a constant fill
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Tests
+
+
+def test_discovery_groups_models_by_tab_and_direction(ui_models):
+    by_tab, skipped = discover_models(ui_models)
+    assert [g.label for g in by_tab["style"]] == ["cyclegan"]
+    assert by_tab["style"][0].directions == ["AtoB", "BtoA"]
+    assert [g.label for g in by_tab["colorization"]] == ["colorization"]
+    assert [g.label for g in by_tab["sketch"]] == ["sketch2photo"]
+    assert len(skipped) == 1 and skipped[0].startswith("other/not_img2img.onnx: ") and "model card" in skipped[0]
+
+
+def test_two_exports_with_one_name_are_told_apart(ui_models, tmp_path):
+    import shutil
+
+    models = tmp_path / "models"
+    shutil.copytree(ui_models, models)
+    (models / "v2").mkdir()
+    shutil.copy(models / "colorization_AtoB.onnx", models / "v2" / "colorization.onnx")
+    by_tab, _ = discover_models(models)
+    labels = [g.label for g in by_tab["colorization"]]
+    assert labels == ["colorization (colorization_AtoB.onnx)", "colorization (v2/colorization.onnx)"]
+
+
+@pytest.mark.parametrize("api_name,kind,args", [
+    ("/style_transfer", "photo", ()),
+    ("/style_transfer", "photo", ("cyclegan", "BtoA")),
+    ("/colorize", "grey", ()),
+    ("/sketch_to_photo", "sketch", ()),
+])  # fmt: skip
+def test_endpoints_translate_real_photos(client, tmp_path, api_name, kind, args):
+    src = real_input(tmp_path, kind)
+    check_result(client.predict(handle_file(str(src)), *args, api_name=api_name), (75, 50))
+
+
+def test_one_session_per_model_file(client, server, tmp_path):
+    _, sessions = server
+    src = real_input(tmp_path, "grey", (64, 40), "chelsea")
+    for _ in range(2):
+        check_result(client.predict(handle_file(str(src)), api_name="/colorize"), (64, 40))
+    loaded = sessions.loaded()
+    assert len(loaded) == len(set(loaded))
+    assert sessions.get(loaded[0]) is sessions.get(loaded[0])
+
+
+def test_large_image_is_tiled_to_its_full_size(tmp_path, ui_models):
+    """The page's policy for large uploads: tiles above Limits.tile, output at full size."""
+    sessions = SessionCache(threads=2, tile=64)
+    translator = sessions.get(ui_models / "colorization_AtoB.onnx")
+    img = Image.open(real_input(tmp_path, "grey", (150, 90), "astronaut"))
+    assert translator.translate([img])[0].size == (150, 90)
+
+
+def test_bad_uploads_get_a_message_and_the_server_carries_on(client, tmp_path):
+    text = tmp_path / "notes.png"
+    text.write_text("this is a text file with an image's name\n")
+    good = real_input(tmp_path, "grey")
+    data = good.with_suffix(".jpg")
+    Image.open(good).convert("RGB").save(data, quality=90)
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+    bomb = tmp_path / "bomb.png"
+    Image.new("1", (9000, 5000)).save(bomb)  # 45 MP of nothing: a few KB on disk
+
+    for path, words in [(text, "not an image"), (truncated, "truncated"), (bomb, "more than 40000000 pixels")]:
+        with pytest.raises(Exception) as err:
+            client.predict(handle_file(str(path)), api_name="/colorize")
+        assert path.name in str(err.value) and words in str(err.value), str(err.value)
+        # The next good request succeeds: the server is still up and serving.
+        check_result(client.predict(handle_file(str(good)), api_name="/colorize"), (75, 50))
+
+
+def test_unknown_model_or_direction_is_explained(client, tmp_path):
+    src = real_input(tmp_path, "photo")
+    with pytest.raises(Exception, match="unknown model .nope.; choose one of: cyclegan"):
+        client.predict(handle_file(str(src)), "nope", "AtoB", api_name="/style_transfer")
+
+
+def test_upload_over_the_size_limit_is_refused(server, tmp_path):
+    """The server refuses it at upload (what a browser or curl meets); gradio_client even
+    refuses before sending, from the limit the page's config announces."""
+    import httpx
+
+    url, _ = server
+    limit = Limits().max_file_bytes
+    small = httpx.post(url + "gradio_api/upload", files={"files": ("ok.png", b"x" * 1000, "image/png")}, timeout=60)
+    assert small.status_code == 200
+    big = httpx.post(url + "gradio_api/upload", files={"files": ("big.png", os.urandom(limit + 1024), "image/png")}, timeout=60)
+    assert big.status_code == 413 and str(limit) in big.text
+    path = tmp_path / "big.png"
+    path.write_bytes(os.urandom(limit + 1024))
+    with pytest.raises(ValueError, match="exceeds the maximum file size"):
+        Client(url, verbose=False).predict(handle_file(str(path)), api_name="/colorize")
+
+
+def test_queue_is_bounded_and_shared_by_the_tabs(tmp_path):
+    """Gradio keeps these on private attributes; checked here so a Gradio upgrade that moves them
+    is noticed rather than silently unbounding the queue."""
+    demo = build_app(tmp_path, limits=Limits(queue_size=3, concurrency=2), examples_dir=tmp_path / "examples")
+    assert demo._queue.max_size == 3
+    translate = [f for f in demo.fns.values() if f.api_name in ("style_transfer", "colorize", "sketch_to_photo")]
+    assert len(translate) == 3
+    assert {(f.concurrency_id, f.concurrency_limit) for f in translate} == {("translate", 2)}
+
+
+def test_page_loads_with_the_tabs_and_the_limits(server):
+    url, _ = server
+    with urllib.request.urlopen(url, timeout=30) as r:
+        assert r.status == 200
+    with urllib.request.urlopen(url + "config", timeout=30) as r:
+        config = r.read().decode()
+    for words in ("Style transfer", "Colorization", "Sketch to photo", "Model card", "overlapping 1024 px tiles"):
+        assert words in config
+
+
+def test_empty_models_dir_says_how_to_train_and_export(tmp_path):
+    empty = tmp_path / "no_models"
+    empty.mkdir()
+    demo = build_app(empty, examples_dir=tmp_path / "examples")
+    url = launch_app(demo, port=free_port(), block=False, quiet=True)
+    try:
+        with urllib.request.urlopen(url, timeout=30) as r:
+            assert r.status == 200
+        with urllib.request.urlopen(url + "config", timeout=30) as r:
+            config = r.read().decode()
+        for words in ("img2img train --config colorization --data", "img2img train --config sketch2photo",
+                      "img2img train --config cyclegan", f"img2img export checkpoints/colorization -o {empty}"):
+            assert words in config, words
+        with pytest.raises(Exception, match="no colorization model is installed"):
+            Client(url, verbose=False).predict(handle_file(str(real_input(tmp_path, "grey"))), api_name="/colorize")
+    finally:
+        demo.close()
+
+
+def test_cli_serve_takes_the_docker_flags(monkeypatch):
+    """The Dockerfile's CMD: `img2img serve --host 0.0.0.0 --port 7860 --models /app/checkpoints`;
+    without flags the UI binds to 127.0.0.1."""
+    from typer.testing import CliRunner
+
+    import img2img.app
+    from img2img.cli import app
+
+    calls = []
+    monkeypatch.setattr(img2img.app, "serve", lambda models, **kw: calls.append((models, kw)))
+    runner = CliRunner()
+    r = runner.invoke(app, ["serve", "--host", "0.0.0.0", "--port", "7860", "--models", "/app/checkpoints"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["serve"])
+    assert r.exit_code == 0, r.output
+    assert calls == [
+        (Path("/app/checkpoints"), {"host": "0.0.0.0", "port": 7860, "device": "auto"}),
+        (Path("checkpoints"), {"host": "127.0.0.1", "port": 7860, "device": "auto"}),
+    ]
+
+
+def test_serve_py_starts_the_server(ui_models):
+    port = free_port()
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
+    proc = subprocess.Popen(
+        [sys.executable, "serve.py", "--port", str(port), "--models", str(ui_models)],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
+                    assert r.status == 200
+                    break
+            except OSError:
+                assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+                assert time.monotonic() < deadline, "serve.py did not answer within 90 s"
+                time.sleep(0.5)
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+    assert "4 model file(s)" in out, out
+
+
+def test_documented_client_example_runs(server, tmp_path, capsys):
+    """docs/ui.md's gradio_client example, run as written against the test server."""
+    import re
+
+    text = (REPO / "docs" / "ui.md").read_text()
+    block = re.search(r"## API.*?```python\n(.*?)```", text, re.S).group(1)
+    assert len(block.strip().splitlines()) == 5
+    src = Image.open(real_input(tmp_path, "grey")).convert("RGB")
+    src.save(tmp_path / "grey_photo.jpg", quality=95)
+    code = block.replace("http://127.0.0.1:7860/", server[0]).replace('"grey_photo.jpg"', repr(str(tmp_path / "grey_photo.jpg")))
+    exec(compile(code, "docs/ui.md", "exec"), {})
+    check_result(capsys.readouterr().out.strip().splitlines()[-1], (75, 50))  # after "Loaded as API: ..."
+
+
+def test_api_keywords_model_and_direction(client, tmp_path):
+    src = real_input(tmp_path, "photo")
+    result = client.predict(image=handle_file(str(src)), model="cyclegan", direction="BtoA", api_name="/style_transfer")
+    check_result(result, (75, 50))
