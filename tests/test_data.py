@@ -144,7 +144,8 @@ def cache_files(root):
 
 
 def test_sketch_cache_hit_is_identical_and_keyed_by_content_and_extractor(tmp_path, data_root, log):
-    shutil.copytree(data_root / "photos", tmp_path / "p")
+    # The shared photo folder may already hold other tests' cache: copy the photos only.
+    shutil.copytree(data_root / "photos", tmp_path / "p", ignore=shutil.ignore_patterns(".img2img-cache"))
     ds = build_dataset(cfg_for("sketch2photo"), tmp_path / "p", seed=0, log=log)
     first = [ds[k] for k in range(5)]
     files = cache_files(tmp_path / "p/.img2img-cache")
