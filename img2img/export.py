@@ -5,7 +5,6 @@ against PyTorch on real photos; and an exact rewrite of nearest-upsample + 3x3 c
 from __future__ import annotations
 
 import copy
-import logging
 import os
 import time
 from dataclasses import dataclass
@@ -20,7 +19,6 @@ from img2img import Img2ImgError
 from img2img.nets.layers import UpConv
 from img2img.runtime import ModelCard, ceil_to, resolve_generator
 
-log = logging.getLogger("img2img")
 
 PARITY_TOLERANCE = 1e-4
 

@@ -1,0 +1,265 @@
+"""The Translator: both backends, any size and mode, grey-input models, tiling."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data
+
+from img2img import Img2ImgError
+from img2img.checkpoint import generator_spec, save_generator
+from img2img.config import load_config
+from img2img.export import export_onnx
+from img2img.nets.generators import build_generator
+from img2img.runtime import Translator, blend_weights, cuda_usable, tile_starts
+
+REPO = Path(__file__).resolve().parent.parent
+TINY_RESNET = ["model.ngf=8", "model.n_blocks=1", "data.crop_size=64", "data.load_size=72"]
+
+
+def save_run(run_dir: Path, overrides: list[str], net: torch.nn.Module | None = None, seed: int = 0) -> Path:
+    cfg = load_config(None, overrides)
+    spec = generator_spec(cfg, cfg.model.input_nc, cfg.model.output_nc)
+    torch.manual_seed(seed)
+    net = net or build_generator(spec["arch"], **spec["kwargs"])
+    save_generator(run_dir / "G_AtoB.safetensors", net, spec, cfg, "AtoB")
+    return run_dir
+
+
+def photo(name: str, size: tuple[int, int] | None = None) -> Image.Image:
+    img = Image.fromarray(getattr(data, name)())
+    return img.resize(size, Image.Resampling.BICUBIC) if size else img
+
+
+def psnr(a: Image.Image, b: Image.Image) -> float:
+    x, y = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(10 * np.log10(255.0**2 / np.mean((x - y) ** 2)))
+
+
+@pytest.fixture(scope="module")
+def resnet(tmp_path_factory) -> tuple[Path, Path]:
+    """(run dir, exported .onnx) of a tiny instance-norm ResNet generator."""
+    root = tmp_path_factory.mktemp("resnet")
+    run = save_run(root / "run", TINY_RESNET)
+    return run, export_onnx(run, root / "resnet.onnx").path
+
+
+# ---------------------------------------------------------------------------- sizes and modes
+
+
+def test_any_size_keeps_its_size(resnet):
+    tr = Translator(resnet[1])
+    assert tr.backend == "onnx" and tr.card.size_multiple == 4
+    sizes = [(53, 37), (5, 3), (1, 1), (64, 64), (67, 130)]  # (W, H); 1x1 and 3x5 are below min_size
+    outs = tr.translate([photo("astronaut", s) for s in sizes])
+    assert [o.size for o in outs] == sizes and all(o.mode == "RGB" for o in outs)
+
+
+def test_padding_is_reflection_cropped_back(resnet):
+    """37x53 is padded to 40x56 with reflection (split evenly), translated, and cropped."""
+    tr = Translator(resnet[1])
+    img = photo("coffee", (53, 37))
+    x = np.pad(np.asarray(img), ((1, 2), (1, 2), (0, 0)), mode="reflect")
+    y = tr.run_batch((x.transpose(2, 0, 1)[None] / 127.5 - 1).astype(np.float32))[0, :, 1:38, 1:54]
+    expected = np.clip((y.transpose(1, 2, 0) + 1) * 127.5 + 0.5, 0, 255).astype(np.uint8)
+    assert np.array_equal(np.asarray(tr.translate([img])[0]), expected)
+
+
+def test_onnx_and_torch_backends_agree(resnet):
+    run, onnx_path = resnet
+    img = photo("astronaut", (90, 70))
+    a = Translator(onnx_path).translate([img])[0]
+    b = Translator(run, backend="torch").translate([img])[0]
+    assert np.abs(np.asarray(a, int) - np.asarray(b, int)).max() <= 1
+
+
+def test_batches_of_mixed_sizes_match_one_by_one(resnet):
+    images = [photo("astronaut", (64, 48)), photo("coffee", (50, 30)), photo("chelsea", (64, 48)), photo("rocket", (64, 48))]
+    one = Translator(resnet[1], batch_size=1).translate(images)
+    many = Translator(resnet[1], batch_size=3).translate(images)
+    for a, b in zip(one, many):
+        assert a.size == b.size and np.abs(np.asarray(a, int) - np.asarray(b, int)).max() <= 1
+
+
+def test_modes_alpha_and_exif(resnet):
+    tr = Translator(resnet[1])
+    rgb = photo("chelsea", (60, 44))
+    # Transparent pixels are composited on white, like load_image does.
+    rgba = rgb.convert("RGBA")
+    alpha = np.full((44, 60), 255, np.uint8)
+    alpha[:, :30] = 0
+    rgba.putalpha(Image.fromarray(alpha))
+    white_left = np.asarray(rgb).copy()
+    white_left[:, :30] = 255
+    assert np.array_equal(np.asarray(tr.translate([rgba])[0]), np.asarray(tr.translate([Image.fromarray(white_left)])[0]))
+    # Grey, palette and 16-bit inputs become RGB.
+    grey16 = Image.fromarray(np.asarray(rgb.convert("L"), np.uint16) * 257)  # mode I;16
+    for img in (rgb.convert("L"), rgb.convert("P"), grey16, rgb.convert("LA")):
+        assert tr.translate([img])[0].size == (60, 44)
+    # EXIF orientation 6 (rotate 90 degrees clockwise to display): the output is upright.
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    rgb.save(buf, "JPEG", exif=exif.tobytes())
+    assert tr.translate([Image.open(io.BytesIO(buf.getvalue()))])[0].size == (44, 60)
+
+
+def test_grey_input_model_gets_luma(tmp_path):
+    """Colorization models take one channel: RGB input is reduced to BT.601 luma first."""
+    run = save_run(tmp_path / "run", [*TINY_RESNET, "model.ngf=4", "data.kind=colorization", "model.input_nc=1"])
+    tr = Translator(run)
+    assert tr.backend == "torch" and tr.card.input_channels == 1 and tr.card.task == "colorization"
+    img = photo("astronaut", (48, 40))
+    from_rgb, from_grey, from_grey_rgb = tr.translate([img, img.convert("L"), img.convert("L").convert("RGB")])
+    assert from_rgb.mode == "RGB" and from_rgb.size == (48, 40)
+    assert np.array_equal(np.asarray(from_rgb), np.asarray(from_grey))
+    assert np.array_equal(np.asarray(from_rgb), np.asarray(from_grey_rgb))
+
+
+# ---------------------------------------------------------------------------- tiling
+
+
+@pytest.mark.parametrize(
+    "length,tile,overlap,multiple",
+    [(600, 256, 64, 4), (608, 256, 64, 16), (1000, 128, 32, 8), (100, 128, 32, 4), (4096, 1024, 256, 256), (2560, 512, 128, 256)],
+)
+def test_tiles_cover_align_and_blend_to_one(length, tile, overlap, multiple):
+    starts = tile_starts(length, tile, overlap, multiple)
+    t = min(tile, length)
+    assert starts[0] == 0 and starts[-1] + t == length
+    assert all(s % multiple == 0 for s in starts)
+    assert all(b - a <= max(t - overlap, multiple) for a, b in zip(starts, starts[1:]))  # overlap kept
+    weights = blend_weights(length, t, starts, overlap)
+    total = np.zeros(length)
+    for s, w in zip(starts, weights):
+        assert w.min() > 0
+        total[s : s + t] += w
+    np.testing.assert_allclose(total, 1.0, atol=1e-6)
+
+
+def train_tiny_unet(steps: int = 60) -> torch.nn.Module:
+    """A tiny instance-norm U-Net fitted briefly to a fixed colour transform of real photo crops.
+
+    Tiling is judged on a (briefly) trained network: a randomly initialized instance-norm
+    network is chaotic, every layer renormalizing noise-like features, so any change of
+    statistics is amplified in a way trained generators do not show."""
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    photos = [data.astronaut(), data.chelsea(), data.rocket()]
+    sepia = torch.tensor([[0.39, 0.77, 0.19], [0.35, 0.69, 0.17], [0.27, 0.53, 0.13]])
+    net = build_generator("unet", ngf=8, num_downs=4, norm="instance", dropout=0.0)
+    opt = torch.optim.Adam(net.parameters(), 3e-3)
+    for _ in range(steps):
+        crops = []
+        for _ in range(4):
+            p = photos[rng.integers(len(photos))]
+            i, j = rng.integers(p.shape[0] - 48), rng.integers(p.shape[1] - 48)
+            crops.append(p[i : i + 48, j : j + 48].transpose(2, 0, 1))
+        x = torch.from_numpy(np.stack(crops)).float() / 127.5 - 1
+        target = torch.einsum("oc,bchw->bohw", sepia, (x + 1) / 2).clamp(0, 1) * 2 - 1
+        loss = (net(x) - target).abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return net.eval()
+
+
+def test_tiled_matches_untiled_on_a_real_photo(tmp_path):
+    overrides = ["model.generator=unet", "model.ngf=8", "model.num_downs=4", "model.norm_g=instance", "model.dropout=0"]
+    run = save_run(tmp_path / "run", overrides, net=train_tiny_unet())
+    img = photo("coffee")  # 600 x 400: 2 x 3 tiles of 256 px
+    whole = Translator(run, tile=None).translate([img])[0]
+    shared = Translator(run, tile=256).translate([img])[0]
+    per_tile = Translator(run, tile=256, shared_stats=False).translate([img])[0]
+    assert whole.size == shared.size == img.size
+    assert psnr(shared, whole) > 40
+    # Shared instance-norm statistics are what makes tiles agree (per-tile stats shift each tile).
+    assert psnr(shared, whole) > psnr(per_tile, whole) + 3
+
+
+def test_tiled_batchnorm_unet_is_nearly_exact(tmp_path):
+    """pix2pix's U-Net uses batch norm: in eval mode it is shift-equivariant by its stride, so
+    stride-aligned, blended tiles differ from a whole-image pass only near tile borders."""
+    overrides = ["model.generator=unet", "model.ngf=4", "model.num_downs=4", "model.norm_g=batch"]
+    run = save_run(tmp_path / "run", overrides)
+    img = photo("coffee", (300, 200))
+    whole = Translator(run, tile=None).translate([img])[0]
+    tiled = Translator(run, tile=128, batch_size=4).translate([img])[0]
+    assert psnr(tiled, whole) > 45
+
+
+def test_onnx_shared_statistics_tiling_matches_torch(resnet):
+    """ONNX Runtime tiles through graphs derived from the export (statistics out, statistics
+    in); they must give what the PyTorch hooks give."""
+    run, onnx_path = resnet
+    img = photo("astronaut", (300, 200))
+    a = Translator(onnx_path, tile=128).translate([img])[0]
+    b = Translator(run, tile=128).translate([img])[0]
+    assert np.abs(np.asarray(a, int) - np.asarray(b, int)).max() <= 2
+
+
+# ---------------------------------------------------------------------------- errors and devices
+
+
+def test_errors(resnet, tmp_path):
+    run, onnx_path = resnet
+    with pytest.raises(Img2ImgError, match="export"):
+        Translator(run, backend="onnx")
+    with pytest.raises(Img2ImgError, match="ONNX model"):
+        Translator(onnx_path, backend="torch")
+    with pytest.raises(Img2ImgError, match="unknown device"):
+        Translator(onnx_path, device="tpu")
+    with pytest.raises(Img2ImgError, match="does not exist"):
+        Translator(tmp_path / "nope.onnx")
+    with pytest.raises(Img2ImgError, match="BtoA"):
+        Translator(onnx_path, direction="BtoA")
+    (tmp_path / "junk.onnx").write_bytes(b"not onnx")
+    with pytest.raises(Img2ImgError, match="cannot load"):
+        Translator(tmp_path / "junk.onnx")
+
+
+@pytest.mark.skipif(cuda_usable(), reason="checks the CPU-only path")
+def test_cpu_only_machine_uses_cpu_provider_quietly(resnet, capfd):
+    tr = Translator(resnet[1], device="auto", threads=1)
+    assert tr.device == "cpu" and tr._backend.session.get_providers() == ["CPUExecutionProvider"]
+    tr.translate([photo("coffee", (40, 40))])
+    assert capfd.readouterr().err == ""  # no provider error spam
+    with pytest.raises(Img2ImgError, match="CUDA is not usable"):
+        Translator(resnet[1], device="cuda")
+
+
+@pytest.mark.slow
+def test_4096_photo_memory_is_bounded(tmp_path):
+    """A 4096 x 4096 photo through ONNX Runtime on CPU with the default tile size stays under
+    2 GB peak RSS. The generator has the default width (ngf 64, the widest full-resolution
+    activations) and one residual block to keep the test to minutes."""
+    run = save_run(tmp_path / "run", ["model.ngf=64", "model.n_blocks=1"])
+    onnx_path = export_onnx(run, tmp_path / "g.onnx").path
+    script = textwrap.dedent(
+        f"""
+        import json, resource, time
+        from PIL import Image
+        from skimage import data
+        from img2img.runtime import Translator
+        img = Image.fromarray(data.astronaut()).resize((4096, 4096), Image.Resampling.BICUBIC)
+        t = time.perf_counter()
+        out = Translator({str(onnx_path)!r}).translate([img])[0]
+        print(json.dumps({{"size": out.size, "seconds": time.perf_counter() - t,
+                          "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(result)
+    assert result["size"] == [4096, 4096]
+    assert result["peak_rss_mb"] < 2048
