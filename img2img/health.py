@@ -22,7 +22,8 @@ DIVERSITY_FLOOR = 0.1  # batch std of outputs / batch std of targets below this 
 
 HINTS = {
     "d_collapse": "lower train.lr_d, raise loss.label_smoothing (e.g. 0.1) or loss.instance_noise (e.g. 0.1)",
-    "g_gradient": "lower train.lr_g, or use a relativistic loss (loss.gan=ralsgan) with spectral norm on",
+    "g_gradient": "lower train.lr_g, or use a relativistic loss (loss.gan=ralsgan) with spectral norm on; if samples "
+                  "look fine, raise train.grad_norm_limit (pix2pix's lambda_l1=100 alone makes G's gradients large)",
     "mode_collapse": "outputs barely differ across the batch; raise model.dropout, lower train.lr_g, or use loss.gan=ralsgan",
     "nan": "lower train.lr_g / train.lr_d, or set train.amp=off, then --resume from the last checkpoint",
 }

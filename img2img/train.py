@@ -95,6 +95,14 @@ class StopRequest:
             signal.signal(sig, handler)
 
 
+def ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader workers leave SIGINT/SIGTERM to the main process, which saves a checkpoint and
+    then shuts them down. Ctrl-C and `kill -- -PGID` reach the whole process group; a worker
+    dying first would turn the clean stop into a crash that loses the steps since the last save."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def _grid(rows: list[torch.Tensor], max_images: int = 4) -> torch.Tensor:
     """One line per sample, one column per kind (e.g. input | output | target), in [0, 1].
     Grey (1-channel) images are expanded to RGB."""
@@ -193,8 +201,10 @@ def save_checkpoint(run_dir: Path, method, cfg: RunConfig, step: int) -> None:
 
 
 def train(cfg: RunConfig, data_root: Path, run_dir: Path, device: torch.device, log: logging.Logger,
-          resume: bool = False, ddp: Dist = Dist(), progress: bool = True) -> int:
-    """Train until cfg's step budget or a stop request; returns the last step reached."""
+          resume: bool = False, ddp: Dist = Dist(), progress: bool = True, method_cls: type | None = None) -> int:
+    """Train until cfg's step budget or a stop request; returns the last step reached.
+
+    method_cls replaces METHODS[cfg.method] (same interface), e.g. for an ablation's variant."""
     run_dir = Path(run_dir)
     state = load_state(run_dir / STATE_FILE) if resume else None
     start = int(state["step"]) if state else 0
@@ -210,6 +220,7 @@ def train(cfg: RunConfig, data_root: Path, run_dir: Path, device: torch.device, 
         dataset, batch_size=bs, sampler=sampler, num_workers=workers, pin_memory=device.type == "cuda",
         persistent_workers=workers > 0, prefetch_factor=4 if workers else None,
         generator=torch.Generator().manual_seed(seed),  # keeps the global RNG untouched by the loader
+        worker_init_fn=ignore_stop_signals,
     )
 
     cuda = device.type == "cuda"
@@ -225,7 +236,7 @@ def train(cfg: RunConfig, data_root: Path, run_dir: Path, device: torch.device, 
             return DistributedDataParallel(net, device_ids=[device.index] if cuda else None)
         return net
 
-    method = METHODS[cfg.method](cfg, device, amp, sched_len, decay_start, wrap=wrap, seed=seed + 1000 * ddp.rank)
+    method = (method_cls or METHODS[cfg.method])(cfg, device, amp, sched_len, decay_start, wrap=wrap, seed=seed + 1000 * ddp.rank)
     if state:
         method.load_state_dict(state["method"])
         if ddp.world_size == 1:

@@ -103,20 +103,26 @@ def test_learning_rates_can_change_on_resume(tmp_path, data_root, log):
     assert groups[0]["lr"] == pytest.approx(1e-5)
 
 
-def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path, data_root):
+@pytest.mark.parametrize("target,workers", [("process", 0), ("process group", 2)])
+def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path, data_root, target, workers):
+    """SIGTERM to the trainer, or to its whole process group (Ctrl-C, `kill -- -PGID`, service
+    managers) with data-loader workers, which must leave the stop to the main process."""
     run = tmp_path / "run"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "img2img", "train", "-c", "pix2pix", "--data", str(data_root / "paired"), "--run-dir", str(run),
-         "--max-steps", "100000", "--no-progress", *sets([*TINY, "train.checkpoint_every=1000000"])],
-        stderr=subprocess.PIPE, text=True, env=env,
+         "--max-steps", "100000", "--no-progress", *sets([*TINY, "train.checkpoint_every=1000000", f"data.num_workers={workers}"])],
+        stderr=subprocess.PIPE, text=True, env=env, start_new_session=True,
     )
     deadline = time.time() + 120
     for line in proc.stderr:  # wait until training runs
         if "training pix2pix" in line or time.time() > deadline:
             break
     time.sleep(1.0)
-    proc.send_signal(signal.SIGTERM)
+    if target == "process":
+        proc.send_signal(signal.SIGTERM)
+    else:
+        os.killpg(proc.pid, signal.SIGTERM)
     rest = proc.stderr.read()
     assert proc.wait(timeout=60) == 0, rest
     assert "Traceback" not in rest and "SIGTERM received" in rest and "--resume" in rest
