@@ -26,8 +26,12 @@ class DataConfig(_Section):
     root: str | None = None          # folder holding train/ (paired) or trainA/ + trainB/ (unpaired)
     dataset: str | None = None       # a name from `img2img datasets list`; downloaded when missing
     direction: Literal["AtoB", "BtoA"] = "AtoB"
-    preprocess: Literal["resize_and_crop", "crop"] = "resize_and_crop"
+    # resize_and_crop: resize to load_size^2, random crop_size^2 crop (pix2pix/CycleGAN);
+    # crop: random crop at native size; scale_crop: random crop of min_crop_scale..1 of the
+    # image's area (aspect 3/4..4/3), resized to crop_size^2 - many views from few photos.
+    preprocess: Literal["resize_and_crop", "crop", "scale_crop"] = "resize_and_crop"
     load_size: int = Field(286, ge=8)   # images are resized to load_size x load_size first
+    min_crop_scale: float = Field(0.1, gt=0, le=1)  # scale_crop only
     crop_size: int = Field(256, ge=8)   # then randomly cropped to crop_size x crop_size
     flip: bool = True                   # random horizontal flip
     batch_size: int = Field(1, ge=1)    # per process under DDP

@@ -36,8 +36,14 @@ def resize_steps(cfg: DataConfig) -> list[A.BasicTransform]:
 
 
 def geometric_steps(cfg: DataConfig) -> list[A.BasicTransform]:
-    """Random crop to crop_size, then a random horizontal flip (data.flip)."""
-    steps: list[A.BasicTransform] = [A.RandomCrop(cfg.crop_size, cfg.crop_size)]
+    """Random crop to crop_size (scale_crop: of a random area, resized), then a random
+    horizontal flip (data.flip)."""
+    size = cfg.crop_size
+    crop = (
+        A.RandomResizedCrop((size, size), scale=(cfg.min_crop_scale, 1.0), interpolation=cv2.INTER_CUBIC, area_for_downscale="image")
+        if cfg.preprocess == "scale_crop" else A.RandomCrop(size, size)
+    )  # fmt: skip
+    steps: list[A.BasicTransform] = [crop]
     if cfg.flip:
         steps.append(A.HorizontalFlip(p=0.5))
     return steps
