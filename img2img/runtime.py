@@ -188,7 +188,7 @@ class _OrtBackend:
         # instead of 1.9 GB for a 1024^2 ResNet tile; plain allocation costs a few % at 256^2.
         options.enable_cpu_mem_arena = False
         # get_available_providers() lists CUDA whenever the GPU wheel is installed, even where
-        # CUDA cannot load; asking for it then logs a loud error. Ask only when torch sees a GPU.
+        # CUDA cannot load; asking for it then logs a loud error. Ask only when a GPU is usable.
         want_cuda = device in ("auto", "cuda") and "CUDAExecutionProvider" in ort.get_available_providers() and cuda_usable()
         if device == "cuda" and not want_cuda:
             raise Img2ImgError("--device cuda was asked for, but CUDA is not usable here; use --device cpu or auto")
@@ -427,6 +427,24 @@ class _TorchBackend:
 # Pre/post-processing and tiling (pure numpy; shared by both backends)
 
 
+def restore_luminance(grey: np.ndarray, rgb: np.ndarray) -> np.ndarray:
+    """Give a colorized HxWx3 uint8 image exactly the input's BT.601 luma, keeping its hue.
+
+    With Y = 0.299 R + 0.587 G + 0.114 B (weights summing to 1) and chroma c = RGB - Y, the
+    result is grey + s * c: its luma is grey, and B - Y, R - Y (hence Cb, Cr) are those of the
+    network's colours scaled by s. s = 1 unless a channel would leave [0, 255]; then s is the
+    largest value that stays inside (less saturation, same hue), so nothing is clipped. The
+    network only has to get the colours right; the detail of the grey photo is kept as it is
+    (as in colorization methods that predict chroma given L, e.g. Zhang et al. 2016)."""
+    c = rgb.astype(np.float32)
+    c -= (c @ np.array([0.299, 0.587, 0.114], np.float32))[:, :, None]
+    y = grey.astype(np.float32)[:, :, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        room = np.where(c > 0, (255 - y) / c, np.where(c < 0, -y / c, np.inf))
+    s = np.minimum(1.0, room.min(axis=2, keepdims=True))
+    return np.clip(y + s * c + 0.5, 0, 255).astype(np.uint8)
+
+
 def ceil_to(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple
 
@@ -456,7 +474,8 @@ def denormalize(x: np.ndarray) -> np.ndarray:
 
 
 def to_pil(u8: np.ndarray) -> Image.Image:
-    return Image.fromarray(u8[:, :, 0], "L") if u8.shape[2] == 1 else Image.fromarray(u8[:, :, :3], "RGB")
+    """HxWx1 -> mode L, HxWx3 -> RGB (uint8 arrays: PIL infers the mode)."""
+    return Image.fromarray(np.ascontiguousarray(u8[:, :, 0] if u8.shape[2] == 1 else u8[:, :, :3]))
 
 
 def pad_amounts(length: int, multiple: int, min_size: int) -> tuple[int, int]:
@@ -527,6 +546,7 @@ class Translator:
         tile: int | None = DEFAULT_TILE,  # tile side for large images; 0/None: never tile
         tile_overlap: int | None = None,  # pixels shared by neighbouring tiles (default tile // 4)
         shared_stats: bool = True,        # tiles share instance-norm statistics (see _translate_tiled)
+        keep_luminance: bool = True,      # colorization: output luma := input grey (see restore_luminance)
     ):
         model = Path(model)
         if device not in ("auto", "cpu", "cuda"):
@@ -572,6 +592,7 @@ class Translator:
             self.tile_overlap = 0
         self.tile: int | None = tile or None
         self.shared_stats = shared_stats
+        self.keep_luminance = keep_luminance and self.card.task == "colorization" and self.card.input_channels == 1
 
     def __repr__(self) -> str:
         c = self.card
@@ -612,6 +633,8 @@ class Translator:
                 for i, yi, (top, left) in zip(chunk, y, pads):
                     h, w = arrays[i].shape[:2]
                     out[i] = denormalize(yi[:, top : top + h, left : left + w])
+        if self.keep_luminance:
+            out = [restore_luminance(a[:, :, 0], o) for a, o in zip(arrays, out)]
         return out  # type: ignore[return-value]
 
     def _pad(self, u8: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:

@@ -20,7 +20,7 @@ from img2img.checkpoint import generator_spec, save_generator
 from img2img.config import load_config
 from img2img.export import export_onnx
 from img2img.nets.generators import build_generator
-from img2img.runtime import Translator, blend_weights, cuda_usable, tile_starts
+from img2img.runtime import Translator, blend_weights, cuda_usable, restore_luminance, tile_starts
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_RESNET = ["model.ngf=8", "model.n_blocks=1", "data.crop_size=64", "data.load_size=72"]
@@ -123,6 +123,34 @@ def test_grey_input_model_gets_luma(tmp_path):
     assert from_rgb.mode == "RGB" and from_rgb.size == (48, 40)
     assert np.array_equal(np.asarray(from_rgb), np.asarray(from_grey))
     assert np.array_equal(np.asarray(from_rgb), np.asarray(from_grey_rgb))
+    # The output keeps the input's luma exactly (up to rounding and clipping); the untouched
+    # network output does not.
+    grey = np.asarray(img.convert("L")).astype(int)
+    luma = np.asarray(from_rgb.convert("L")).astype(int)
+    assert np.abs(luma - grey).max() <= 2
+    raw = Translator(run, keep_luminance=False).translate([img])[0]
+    assert np.abs(np.asarray(raw.convert("L")).astype(int) - grey).mean() > 10
+
+
+def test_restore_luminance_keeps_chroma():
+    """On a real photo: its own luma gives it back; another luma keeps its Cb and Cr."""
+    rgb = np.asarray(photo("coffee", (64, 48)))
+    grey = np.asarray(Image.fromarray(rgb).convert("L"))
+    assert np.abs(restore_luminance(grey, rgb).astype(int) - rgb).max() <= 1
+    other = np.asarray(photo("astronaut", (64, 48)).convert("L"))
+    out = restore_luminance(other, rgb)
+
+    def cbcr(a: np.ndarray) -> np.ndarray:
+        return np.asarray(Image.fromarray(a).convert("YCbCr"), dtype=int)[:, :, 1:]
+
+    assert np.abs(np.asarray(Image.fromarray(out).convert("L")).astype(int) - other).max() <= 1  # luma: exact
+    # Chroma: the same where it fits the gamut; elsewhere scaled down, keeping the hue angle.
+    d_out, d_in = cbcr(out) - 128, cbcr(rgb) - 128
+    fits = np.abs(d_out - d_in).max(axis=2) <= 2
+    assert fits.mean() > 0.5
+    strong = ~fits & (np.hypot(*d_in.transpose(2, 0, 1)) > 10) & (np.hypot(*d_out.transpose(2, 0, 1)) > 5)
+    angle = lambda d: np.arctan2(d[..., 1], d[..., 0])  # noqa: E731
+    assert np.abs(np.angle(np.exp(1j * (angle(d_out[strong]) - angle(d_in[strong]))))).mean() < 0.15
 
 
 # ---------------------------------------------------------------------------- tiling
