@@ -91,24 +91,18 @@ def psnr(x: np.ndarray, ref: np.ndarray) -> float:
     return float("inf") if mse == 0 else 10 * np.log10(4.0 / mse)
 
 
-def timed_round_robin(fns: dict, x: np.ndarray, warmup: int, repeats: int) -> dict[str, tuple[float, np.ndarray]]:
-    """Median seconds per call and the last output, per variant. The variants take turns, one
-    call each per round, so a change of background load on the machine hits all of them alike."""
-    outs: dict[str, np.ndarray] = {}
-    times: dict[str, list[float]] = {v: [] for v in fns}
-    for v, fn in list(fns.items()):
-        try:
-            for _ in range(warmup):  # first calls include torch.compile's compilation
-                outs[v] = fn(x)
-        except Exception as e:  # noqa: BLE001 - report and go on (e.g. no compiler for inductor)
-            print(f"{v}: failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}", file=sys.stderr)
-            del times[v]
+def timed(fn, x: np.ndarray, warmup: int, repeats: int) -> tuple[float, np.ndarray]:
+    """Median seconds per call after warmup (which includes torch.compile's compilation), and
+    the last output."""
+    out = None
+    for _ in range(warmup):
+        out = fn(x)
+    times = []
     for _ in range(repeats):
-        for v in times:
-            t = time.perf_counter()
-            outs[v] = fns[v](x)
-            times[v].append(time.perf_counter() - t)
-    return {v: (statistics.median(ts), outs[v]) for v, ts in times.items()}
+        t = time.perf_counter()
+        out = fn(x)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), out
 
 
 def ort_session(path: Path, threads: int, level: str):
@@ -149,73 +143,94 @@ def quantize_int8(src: Path, dst: Path, calibration: np.ndarray) -> None:
     )  # fmt: skip
 
 
+def variant_fn(variant: str, work: Path, arch: str, threads: int):
+    """The callable (B x 3 x H x W float32 -> same) that runs one variant."""
+    torch.set_num_threads(threads)
+    if variant in ("eager", "compile"):
+        net = load_generator(work / arch / "G_AtoB.safetensors")
+        if variant == "compile":
+            net = torch.compile(net, dynamic=False)
+
+        def run(x):
+            with torch.inference_mode():
+                return net(torch.from_numpy(x)).numpy()
+
+        return run
+    model = {"ort-basic": f"{arch}.onnx", "ort": f"{arch}.onnx", "ort-ps": f"{arch}-ps.onnx", "ort-ps-int8": f"{arch}-ps-int8.onnx"}
+    return ort_session(work / model[variant], threads, "basic" if variant == "ort-basic" else "all")
+
+
+def worker(args: argparse.Namespace) -> None:
+    """Time one variant on every size and batch, in a process of its own: PyTorch's and ONNX
+    Runtime's thread pools and the allocator's state would otherwise affect each other."""
+    fn = variant_fn(args.variant, args.work, args.arch, args.threads)
+    for size in args.sizes:
+        for batch in args.batches:
+            x = photos(size, batch)
+            sec, out = timed(fn, x, args.warmup, args.repeats)
+            np.save(args.work / f"out-{args.arch}-{args.variant}-{size}-{batch}.npy", out)
+            print(json.dumps({"size": size, "batch": batch, "seconds": sec}), flush=True)
+
+
 def bench_arch(arch: str, args: argparse.Namespace, work: Path) -> list[dict]:
     torch.manual_seed(0)
     cfg = load_config(None, ARCHS[arch])
     spec = generator_spec(cfg, 3, 3)
+    from img2img.export import rewrite_upsampling
     from img2img.nets.generators import build_generator
 
-    net = build_generator(spec["arch"], **spec["kwargs"])
-    run = work / arch
-    save_generator(run / "G_AtoB.safetensors", net, spec, cfg, "AtoB")
-    net = load_generator(run / "G_AtoB.safetensors")  # eval mode, as the runtime uses it
+    save_generator(work / arch / "G_AtoB.safetensors", build_generator(spec["arch"], **spec["kwargs"]), spec, cfg, "AtoB")
+    net = load_generator(work / arch / "G_AtoB.safetensors")  # eval mode, as the runtime uses it
     multiple = net.size_multiple
-    flops_per_px = count_flops(net, max(64, multiple)) / max(64, multiple) ** 2
-
-    variants = [v for v in args.variants if v in VARIANTS]
-    fns: dict[str, object] = {}
-    notes: dict[str, str] = {}
-    if "eager" in variants:
-        def eager(x):
-            with torch.inference_mode():
-                return net(torch.from_numpy(x)).numpy()
-        fns["eager"] = eager
-    if "compile" in variants:
-        compiled = torch.compile(net, dynamic=False)
-
-        def comp(x):
-            with torch.inference_mode():
-                return compiled(torch.from_numpy(x)).numpy()
-        fns["compile"] = comp
-    if {"ort", "ort-basic"} & set(variants):
-        plain = export_onnx(run, work / f"{arch}.onnx", pixel_shuffle=False).path
-        if "ort-basic" in variants:
-            fns["ort-basic"] = ort_session(plain, args.threads, "basic")
-        if "ort" in variants:
-            fns["ort"] = ort_session(plain, args.threads, "all")
-    if {"ort-ps", "ort-ps-int8"} & set(variants):
-        ps = export_onnx(run, work / f"{arch}-ps.onnx", pixel_shuffle=True).path
-        if "ort-ps" in variants:
-            fns["ort-ps"] = ort_session(ps, args.threads, "all")
-        if "ort-ps-int8" in variants:
-            q = work / f"{arch}-ps-int8.onnx"
-            t = time.perf_counter()
-            quantize_int8(ps, q, photos(max(256, multiple), 4))
-            notes["ort-ps-int8"] = f"quantized in {time.perf_counter() - t:.0f} s"
-            fns["ort-ps-int8"] = ort_session(q, args.threads, "all")
-
+    probe = max(64, multiple)
     # Executed FLOPs per pixel: the rewrite does 16/36 of the upsampling convs' multiply-adds.
-    from img2img.export import rewrite_upsampling
+    flops_per_px = count_flops(net, probe) / probe**2
+    ps_flops_per_px = count_flops(rewrite_upsampling(net)[0], probe) / probe**2
 
-    ps_net, _ = rewrite_upsampling(net)
-    ps_flops_per_px = count_flops(ps_net, max(64, multiple)) / max(64, multiple) ** 2
+    variants = [v for v in VARIANTS if v in args.variants]
+    if {"ort", "ort-basic"} & set(variants):
+        export_onnx(work / arch, work / f"{arch}.onnx", pixel_shuffle=False)
+    if {"ort-ps", "ort-ps-int8"} & set(variants):
+        export_onnx(work / arch, work / f"{arch}-ps.onnx", pixel_shuffle=True)
+    if "ort-ps-int8" in variants:
+        t = time.perf_counter()
+        quantize_int8(work / f"{arch}-ps.onnx", work / f"{arch}-ps-int8.onnx", photos(max(256, multiple), 4))
+        print(f"{arch} int8: quantized in {time.perf_counter() - t:.0f} s", file=sys.stderr)
+    sizes = [s for s in args.sizes if s % multiple == 0]
+
+    seconds: dict[tuple[str, int, int], float] = {}
+    for v in variants:
+        cmd = [
+            sys.executable, __file__, "--worker", "--arch", arch, "--variant", v, "--work", str(work),
+            "--sizes", ",".join(map(str, sizes)), "--batches", ",".join(map(str, args.batches)),
+            "--threads", str(args.threads), "--warmup", str(args.warmup), "--repeats", str(args.repeats),
+        ]  # fmt: skip
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode:
+            print(f"{arch} {v}: failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}", file=sys.stderr)
+            continue
+        for line in proc.stdout.splitlines():
+            if line.startswith("{"):
+                r = json.loads(line)
+                seconds[(v, r["size"], r["batch"])] = r["seconds"]
 
     rows = []
-    for size in args.sizes:
-        if size % multiple:
-            continue
+    for size in sizes:
         for batch in args.batches:
-            x = photos(size, batch)
-            results = timed_round_robin({v: fns[v] for v in VARIANTS if v in fns}, x, args.warmup, args.repeats)
-            if "eager" in results:
-                base, ref = results["eager"]
+            ref_file = work / f"out-{arch}-eager-{size}-{batch}.npy"
+            if ref_file.exists():
+                ref = np.load(ref_file)
             else:  # quality is always measured against fp32 eager
-                base = None
                 with torch.inference_mode():
-                    ref = net(torch.from_numpy(x)).numpy()
-            for v, (sec, out) in results.items():
+                    ref = net(torch.from_numpy(photos(size, batch))).numpy()
+            base = seconds.get(("eager", size, batch))
+            for v in variants:
+                if (v, size, batch) not in seconds:
+                    continue
+                sec = seconds[(v, size, batch)]
                 fpp = ps_flops_per_px if v.startswith("ort-ps") else flops_per_px
                 gflops = fpp * size * size * batch / sec / 1e9
+                out = np.load(work / f"out-{arch}-{v}-{size}-{batch}.npy")
                 rows.append({
                     "arch": arch, "size": size, "batch": batch, "variant": v,
                     "latency_ms": sec * 1e3, "images_per_s": batch / sec, "gflop_per_image": fpp * size * size / 1e9,
@@ -227,8 +242,6 @@ def bench_arch(arch: str, args: argparse.Namespace, work: Path) -> list[dict]:
                     f"{gflops:6.1f} GFLOP/s  PSNR {r['psnr_db']:6.1f} dB  x{r['speedup']:.2f}",
                     file=sys.stderr, flush=True,
                 )
-    for v, note in notes.items():
-        print(f"{arch} {v}: {note}", file=sys.stderr)
     return rows
 
 
@@ -277,12 +290,22 @@ def main() -> None:
     p.add_argument("--memory-only", action="store_true", help="only the 4096x4096 memory check")
     p.add_argument("--tile", type=int, default=1024, help="tile size for the memory check")
     p.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # internal: time one variant
+    p.add_argument("--arch", help=argparse.SUPPRESS)
+    p.add_argument("--variant", help=argparse.SUPPRESS)
+    p.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args()
     args.archs = args.archs.split(",")
     args.sizes = [int(s) for s in args.sizes.split(",")]
     args.batches = [int(b) for b in args.batches.split(",")]
     args.variants = args.variants.split(",")
+    unknown = set(args.variants) - set(VARIANTS)
+    if unknown:
+        p.error(f"unknown variants {sorted(unknown)}; choose from {', '.join(VARIANTS)}")
     torch.set_num_threads(args.threads)
+    if args.worker:
+        worker(args)
+        return
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

@@ -78,6 +78,9 @@ def train(
         run_dir = run_dir or Path("checkpoints") / cfg.name
         if (run_dir / STATE_FILE).exists():
             raise Img2ImgError(f"{run_dir} already holds a run; pass --resume to continue it, or choose another --run-dir")
+        kept = sorted(p.name for p in run_dir.glob("G_*.safetensors")) + sorted(p.name for p in run_dir.glob("*.onnx"))
+        if kept:  # a finished or shipped model without training state: never overwrite it
+            raise Img2ImgError(f"{run_dir} holds a model ({', '.join(kept)}) and no training state to resume; choose another --run-dir (or delete that folder to start over)")
 
     ddp, dev = init_distributed(device)
     log = make_logger(ddp.rank)

@@ -27,6 +27,7 @@ import numpy as np
 import yaml
 
 from img2img import Img2ImgError
+from img2img.data.datasets import paired_sources
 from img2img.data.derived import luminance, make_sketcher
 from img2img.data.images import ImageReadError, list_images, load_image
 from img2img.metrics import FID_INSTALL, InceptionFeatures, fid_weights_path, paired_scores, set_scores
@@ -152,9 +153,7 @@ def model_inputs(translator, data: Path, ev: Evaluation) -> tuple[list[str], lis
         derive = luminance if card.task == "colorization" else make_sketcher(cfg.get("data", {}).get("sketch", "xdog"))
         return names, [derive(a)[:, :, None] for a in photos.values()], list(photos.values())
     # paired: data/A + data/B with the same names, or data/AB side by side.
-    from img2img.data.datasets import _paired_sources
-
-    _, pairs = _paired_sources(data, ".")
+    _, pairs = paired_sources(data, ".")
     names, inputs, gts = [], [], []
     for a_path, b_path in pairs:
         arrays = _read([a_path] + ([b_path] if b_path else []), ev)

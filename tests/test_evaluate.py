@@ -121,3 +121,31 @@ def test_model_translates_and_scores_with_baseline(folders, tmp_path):
     assert json.loads(again.read_text())["rows"][0]["psnr"] == pytest.approx(rows["model"]["psnr"])
     assert not math.isinf(rows["model"]["psnr"])
     assert "--model needs --data" in str(invoke("--model", str(tmp_path / "run")).exception)
+
+
+@pytest.mark.parametrize("layout", ["A/B folders", "AB side by side"])
+def test_paired_model_reads_a_and_b(tmp_path, layout):
+    """A paired (pix2pix) model scores its translation of A against B; the baseline is A itself."""
+    cfg = load_config("pix2pix", ["model.ngf=4", "model.num_downs=3"])
+    spec = generator_spec(cfg, 3, 3)
+    torch.manual_seed(0)
+    save_generator(tmp_path / "run" / "G_AtoB.safetensors", build_generator(spec["arch"], **spec["kwargs"]), spec, cfg, "AtoB")
+    data_dir, a_imgs, b_imgs = tmp_path / "data", [], []
+    for name, img in PHOTOS.items():
+        b = np.asarray(Image.fromarray(img).resize((48, 40)))
+        a = np.repeat(luminance(b)[:, :, None], 3, 2)  # grey -> colour pairs, like facades' label -> photo
+        a_imgs.append(a)
+        b_imgs.append(b)
+        if layout == "A/B folders":
+            for side, arr in (("A", a), ("B", b)):
+                (data_dir / side).mkdir(parents=True, exist_ok=True)
+                Image.fromarray(arr).save(data_dir / side / f"{name}.png")
+        else:
+            (data_dir / "AB").mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.concatenate([a, b], axis=1)).save(data_dir / "AB" / f"{name}.png")
+    out = tmp_path / "p.json"
+    r = invoke("--model", str(tmp_path / "run"), "--data", str(data_dir), "--json", str(out), "--no-fid")
+    assert r.exit_code == 0, r.output
+    rows = {row["name"]: row for row in json.loads(out.read_text())["rows"]}
+    assert rows["model"]["images"] == 4
+    assert rows["baseline (input)"]["psnr"] == pytest.approx(np.mean([psnr(a, b) for a, b in zip(a_imgs, b_imgs)]))

@@ -182,3 +182,14 @@ def test_existing_run_is_not_overwritten_without_resume(tmp_path, data_root):
     r = cli(*args)
     assert r.returncode == 2 and "--resume" in r.stderr
     assert (tmp_path / "run/last.pt").read_bytes() == before
+
+
+def test_a_model_without_training_state_is_not_overwritten(tmp_path, data_root):
+    """A folder holding a finished or shipped model (no last.pt) is never trained into."""
+    args = ["train", "-c", "pix2pix", "--data", data_root / "paired", "--run-dir", tmp_path / "run", "--max-steps", 1, "--no-progress", *sets(TINY)]
+    assert cli(*args).returncode == 0
+    (tmp_path / "run/last.pt").unlink()  # as in checkpoints/pretrained/<name>/
+    before = (tmp_path / "run/G_AtoB.safetensors").read_bytes()
+    r = cli(*args)
+    assert r.returncode == 2 and "holds a model (G_AtoB.safetensors)" in r.stderr
+    assert (tmp_path / "run/G_AtoB.safetensors").read_bytes() == before

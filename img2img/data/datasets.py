@@ -207,7 +207,9 @@ class UnpairedDataset(_Augmented):
         return {"A": to_tensor(self._augment(rng, image=a)["image"]), "B": to_tensor(self._augment(rng, image=b)["image"])}
 
 
-def _paired_sources(root: Path, split: str) -> tuple[Path, list[tuple[Path, Path | None]]]:
+def paired_sources(root: Path, split: str) -> tuple[Path, list[tuple[Path, Path | None]]]:
+    """(folder, [(A file, B file)]) from root/split/A + root/split/B (matched by name), or
+    (folder, [(AB file, None)]) for side-by-side images in root/split/AB or root/split."""
     base = root / split
     if (base / "A").is_dir() and (base / "B").is_dir():
         a = {p.relative_to(base / "A").with_suffix(""): p for p in list_images(base / "A")}
@@ -233,7 +235,7 @@ def build_dataset(cfg: DataConfig, root: Path, seed: int, log: logging.Logger, s
     if not root.is_dir():
         raise Img2ImgError(f"data folder {root} does not exist; pass --data DIR or --dataset NAME")
     if cfg.kind == "paired":
-        folder, pairs = _paired_sources(root, split)
+        folder, pairs = paired_sources(root, split)
         good = set(_readable([p for pair in pairs for p in pair if p is not None], cfg, log))
         pairs = [pr for pr in pairs if all(p is None or p in good for p in pr)]
         _nonempty(pairs, folder, "paired images")

@@ -1,0 +1,224 @@
+"""Turn a finished training run into a shipped model: checkpoints/pretrained/<name>/ with the ONNX file(s),
+the generator safetensors, the run config, a sample grid and a model card (README.md) whose
+numbers are measured here, on held-out photos, against the trivial baseline.
+
+    python scripts/ship_model.py RUN_DIR --name colorization --data DATA --trained "31 min, ..."
+
+DATA is the output of scripts/shipped_data.py. Scores: DATA/heldout (scikit-image and OpenCV
+photos, a different source from the training photos) and DATA/photos/test (held-out photos of
+the training source). Style models are scored by FID/KID against crops of the painting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from PIL import Image
+
+from img2img.data.images import list_images, load_image
+from img2img.evaluate import Evaluation, evaluate_model
+from img2img.export import export_onnx
+from img2img.runtime import Translator
+
+REPO = Path(__file__).resolve().parent.parent
+CELL = 192  # sample grid cell height in pixels
+
+
+def painting_crops(painting: Path, out: Path, n: int = 32, size: int = 256, seed: int = 0) -> Path:
+    """n random size x size crops of the painting: the target set for FID/KID of style models."""
+    img = np.asarray(load_image(painting))
+    rng = np.random.default_rng(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        y, x = rng.integers(0, img.shape[0] - size + 1), rng.integers(0, img.shape[1] - size + 1)
+        Image.fromarray(img[y : y + size, x : x + size]).save(out / f"crop{i:02d}.png")
+    return out
+
+
+def sample_grid(model: Path, photos: list[Path], dst: Path) -> None:
+    """One row per photo: model input | output (| the original photo, for derived tasks)."""
+    t = Translator(model, backend="onnx")
+    rows = []
+    for p in photos:
+        img = load_image(p)
+        img = img.resize((round(img.width * CELL / img.height), CELL), Image.Resampling.BOX)
+        if t.card.task == "colorization":
+            inp = img.convert("L")
+        elif t.card.task == "sketch2photo":
+            from img2img.data.derived import make_sketcher
+
+            sketch = make_sketcher(yaml.safe_load(t.card.config)["data"]["sketch"])
+            inp = Image.fromarray(sketch(np.asarray(load_image(p))))
+            inp = inp.resize(img.size, Image.Resampling.BOX)
+        else:
+            inp = img
+        out = t.translate([inp])[0]
+        cells = [inp.convert("RGB"), out.convert("RGB")] + ([img] if t.card.task != "style" else [])
+        rows.append(cells)
+    width = max(sum(c.width for c in r) for r in rows)
+    grid = Image.new("RGB", (width, CELL * len(rows)), "white")
+    for i, r in enumerate(rows):
+        x = 0
+        for c in r:
+            grid.paste(c, (x, i * CELL))
+            x += c.width
+    grid.save(dst, quality=88)
+
+
+def table(ev: Evaluation) -> str:
+    return ev.table().replace("| model |", "| **model** |")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run", type=Path)
+    p.add_argument("--name", required=True)
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--trained", required=True, help="training time and hardware, as text for the card")
+    p.add_argument("--command", required=True, help="the training command, for the card")
+    p.add_argument("--remark", default="", help="what the numbers say, for the card (written after reading them)")
+    p.add_argument("--out", type=Path, help="default: checkpoints/pretrained/NAME")
+    args = p.parse_args()
+    out = args.out or REPO / "checkpoints" / "pretrained" / args.name
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    cfg = yaml.safe_load((args.run / "config.yaml").read_text())
+    state_step = torch.load(args.run / "last.pt", weights_only=True)["step"]
+
+    cyclegan = cfg["method"] == "cyclegan"
+    directions = ["AtoB", "BtoA"] if cyclegan else ["AtoB"]
+    onnx_files, parity = {}, {}
+    for d in directions:
+        name = f"{args.name}_{d}.onnx" if cyclegan else f"{args.name}.onnx"
+        r = export_onnx(args.run, out / name, direction=d)
+        onnx_files[d], parity[d] = r.path, r.max_abs_diff
+        shutil.copy2(args.run / f"G_{d}.safetensors", out / f"G_{d}.safetensors")
+    shutil.copy2(args.run / "config.yaml", out / "config.yaml")
+
+    main_model = onnx_files["AtoB"]
+    heldout, same = args.data / "heldout", args.data / "photos" / "test"
+    results: dict[str, Evaluation] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        if cyclegan:
+            ref = painting_crops(next(iter(list_images(args.data / "style" / "trainB"))), Path(tmp) / "painting")
+            results["held-out photos (scikit-image + OpenCV), vs 32 crops of the painting"] = evaluate_model(main_model, heldout, ref)
+            results["held-out campus photos, vs 32 crops of the painting"] = evaluate_model(main_model, same, ref)
+        else:
+            results["held-out photos from a different source (scikit-image + OpenCV)"] = evaluate_model(main_model, heldout)
+            results["held-out photos from the training source (campus holdout)"] = evaluate_model(main_model, same)
+    picks = [f for f in list_images(heldout) if f.stem in ("skimage-astronaut", "skimage-coffee", "opencv-fruits", "opencv-building")]
+    sample_grid(main_model, picks, out / "samples.jpg")
+    (out / "metrics.json").write_text(json.dumps({k: json.loads(v.to_json()) for k, v in results.items()}, indent=1))
+
+    sizes = {f.name: f.stat().st_size / 1e6 for f in sorted(out.iterdir())}
+    m, d, t = cfg["model"], cfg["data"], cfg["train"]
+    task = {"colorization": "colorization", "sketch": "sketch2photo", "unpaired": "style"}[d["kind"]]
+    files = "\n".join(f"- `{n}` ({s:.1f} MB)" for n, s in sizes.items())
+    scores = "\n\n".join(f"**{k}**\n\n{table(v)}" for k, v in results.items())
+    use = f"img2img translate --model checkpoints/pretrained/{args.name}/{main_model.name} --input photos/ --output out/"
+    card = f"""# {args.name}
+
+{"CycleGAN" if cyclegan else "pix2pix"} generator for **{task}**, trained by img2img on CPU from photos that Python
+packages ship (no download). It works out of the box in the web UI (`img2img serve`) and on the command line:
+
+```bash
+{use}
+```
+
+## Data
+{data_text(task)}
+
+## Training
+- Command (data built by `python scripts/shipped_data.py --out DATA`):
+
+```bash
+{args.command}
+```
+
+- {state_step} steps of batch {d["batch_size"]} on {d["crop_size"]} px crops (`data.preprocess={d["preprocess"]}`,
+  random {d["min_crop_scale"]:g}..1 of the photo's area, resized), {t["n_epochs"]} + {t["n_epochs_decay"]} epochs
+  (constant, then linear decay), loss `{cfg["loss"]["gan"]}`, spectral norm {"on" if m["spectral_norm"] else "off"}.
+- Generator: {m["generator"]}, ngf {m["ngf"]}, {f"{m['n_blocks']} residual blocks" if m["generator"] == "resnet" else f"{m['num_downs']} downsamplings"},
+  {m["norm_g"]} norm; {m["input_nc"]} -> {m["output_nc"]} channels. Full config: `config.yaml`.
+- Time and hardware: {args.trained}.
+
+## Quality
+Measured by `scripts/ship_model.py`, which runs `img2img eval --model ... --data ...`{" --ref ..." if cyclegan else ""}:
+{quality_text(cyclegan)} The baseline row scores the model's input itself: {baseline_text(task)}.
+FID is strongly biased on sets this small ({len(list_images(heldout))} and {len(list_images(same))} images): compare
+rows of one table, not numbers from papers; KID is unbiased.
+
+{scores}
+
+{args.remark}
+
+ONNX Runtime vs PyTorch max abs difference at export: {", ".join(f"{k} {v:.1e}" for k, v in parity.items())}.
+
+## Samples
+Held-out photos (not seen in training, from a different source): {"input | output" if cyclegan else "input | output | original"}.
+
+![samples](samples.jpg)
+
+## Files
+{files}
+
+## Limits
+{limits_text(task)}
+"""
+    (out / "README.md").write_text(card)
+    print(card)
+    print(f"total {sum(sizes.values()):.1f} MB in {out}", file=sys.stderr)
+
+
+def data_text(task: str) -> str:
+    train = ("41 photos from `mvtb-data` 1.6.1 (20 campus photos of buildings and trees, 12 large photos of churches, "
+             "the Eiffel tower, roads, parks, walls, rocks, streets, a castle and a roof, 9 tulip photos), stored at most "
+             "640 px on the longer side")  # fmt: skip
+    if task == "style":
+        return (f"- Domain A (photos): {train}.\n- Domain B (painting): Van Gogh's *The Starry Night* "
+                "(`starry_night.jpg` from OpenCV's sample data, the opencv-python 5.0.0.93 sdist), "
+                "seen as random crops.\n- Held out: 18 photos from scikit-image and OpenCV's samples, and mvtb-data's 5 campus holdout photos.")  # fmt: skip
+    pair = "A = the photo's luminance, B = the photo" if task == "colorization" else "A = the photo's XDoG line drawing, B = the photo"
+    return (f"- Training: {train}; pairs derived on the fly ({pair}).\n"
+            "- Held out: 18 photos from a different source (scikit-image: astronaut, chelsea, coffee, rocket; OpenCV samples: "
+            "apple, orange, fruits, baboon, building, butterfly, home, messi5, aero1, castle, squirrel, leuven, graf, smarties) "
+            "and mvtb-data's 5 campus holdout photos.")  # fmt: skip
+
+
+def quality_text(cyclegan: bool) -> str:
+    if cyclegan:
+        return "FID and KID of the translated photos against 32 random 256 px crops of the painting (lower is better)."
+    return ("PSNR and SSIM against the original colour photo (higher is better), FID and KID against the set of "
+            "original photos (lower is better).")  # fmt: skip
+
+
+def baseline_text(task: str) -> str:
+    return {
+        "colorization": "the grey input, repeated in R, G and B",
+        "sketch2photo": "the line drawing",
+        "style": "the untranslated photo",
+    }[task]
+
+
+def limits_text(task: str) -> str:
+    return {
+        "colorization": "Trained on 41 photos at 128 px for minutes on a CPU: it learns plausible sky, foliage and "
+                        "brick tones and leaves unfamiliar objects greyish or sepia. Retrain on your photos for better colours.",
+        "sketch2photo": "XDoG line drawings of photos, not free-hand sketches: drawings in the UI work best with "
+                        "dark lines on white and some shading. Trained on 41 photos at 128 px.",
+        "style": "One painting seen as crops: the model transfers its palette and brush texture, not its composition. "
+                 "The BtoA generator (painting -> photo) is shipped too but was trained on a single painting.",
+    }[task]
+
+
+if __name__ == "__main__":
+    main()

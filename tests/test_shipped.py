@@ -1,0 +1,120 @@
+"""The models shipped in checkpoints/: complete, small, found by the UI, and they translate
+real photos they never saw (scikit-image's) through the CLI, the Python API and the web UI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data
+from typer.testing import CliRunner
+
+from img2img.app import SessionCache, build_app, discover_models, launch_app
+from img2img.cli import app
+from img2img.data.derived import luminance, xdog
+from img2img.runtime import Translator
+
+CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints" / "pretrained"
+SHIPPED = {  # name -> (task, ONNX files)
+    "colorization": ("colorization", ["colorization.onnx"]),
+    "sketch2photo": ("sketch2photo", ["sketch2photo.onnx"]),
+    "starry_night": ("style", ["starry_night_AtoB.onnx", "starry_night_BtoA.onnx"]),
+}
+
+
+def held_out(size: tuple[int, int] = (150, 100)) -> dict[str, np.ndarray]:
+    """scikit-image photos, resized to a size that is not a multiple of any network's stride."""
+    return {n: np.asarray(Image.fromarray(getattr(data, n)()).resize(size, Image.Resampling.LANCZOS)) for n in ("astronaut", "coffee")}
+
+
+def saturation(rgb: np.ndarray) -> float:
+    return float(np.asarray(Image.fromarray(rgb).convert("HSV"))[:, :, 1].mean())
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_each_model_ships_complete(name):
+    task, onnx_files = SHIPPED[name]
+    folder = CHECKPOINTS / name
+    for f in [*onnx_files, "README.md", "config.yaml", "samples.jpg", "metrics.json", "G_AtoB.safetensors"]:
+        assert (folder / f).is_file(), f"{folder / f} is missing"
+    for f in onnx_files:
+        assert Translator(folder / f).card.task == task
+    card = (folder / "README.md").read_text()
+    assert "## Quality" in card and "baseline (input)" in card
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert all(r["rows"][0]["name"] == "model" and r["rows"][1]["name"] == "baseline (input)" for r in metrics.values())
+
+
+def test_shipped_models_are_small_and_found_by_the_ui():
+    total = sum(p.stat().st_size for p in CHECKPOINTS.rglob("*") if p.is_file())
+    assert total < 100e6, f"checkpoints/ holds {total / 1e6:.0f} MB"
+    by_tab, skipped = discover_models(CHECKPOINTS)
+    assert skipped == []
+    assert [g.name for g in by_tab["colorization"]] == ["colorization"]
+    assert [g.name for g in by_tab["sketch"]] == ["sketch2photo"]
+    assert [g.name for g in by_tab["style"]] == ["starry_night"] and by_tab["style"][0].directions == ["AtoB", "BtoA"]
+
+
+def test_colorization_colours_held_out_photos_and_keeps_their_detail():
+    t = Translator(CHECKPOINTS / "colorization" / "colorization.onnx")
+    for name, rgb in held_out().items():
+        grey = luminance(rgb)
+        out = t.translate_arrays([grey[:, :, None]])[0]
+        assert out.shape == rgb.shape
+        assert np.abs(luminance(out).astype(int) - grey).max() <= 2  # the photo's detail is kept
+        assert saturation(out) > 15, f"{name}: output is nearly grey"  # it does add colour
+
+
+def test_sketch2photo_and_style_translate_held_out_photos():
+    sketch_model = Translator(CHECKPOINTS / "sketch2photo" / "sketch2photo.onnx")
+    style = Translator(CHECKPOINTS / "starry_night" / "starry_night_AtoB.onnx")
+    for name, rgb in held_out().items():
+        photo = sketch_model.translate_arrays([xdog(rgb)[:, :, None]])[0]
+        assert photo.shape == rgb.shape and saturation(photo) > 20
+        # The painted photo differs from the photo but keeps its layout: still correlated.
+        painted = style.translate_arrays([rgb])[0].astype(float)
+        assert np.abs(painted - rgb).mean() > 30
+        assert np.corrcoef(luminance(painted.astype(np.uint8)).ravel(), luminance(rgb).ravel())[0, 1] > 0.5
+
+
+def test_cli_translates_with_shipped_models(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    for name, rgb in held_out((130, 90)).items():
+        Image.fromarray(rgb).save(src / f"{name}.png")
+    for name, (_, onnx_files) in SHIPPED.items():
+        out = tmp_path / name
+        result = CliRunner().invoke(app, ["translate", "--model", str(CHECKPOINTS / name / onnx_files[0]),
+                                          "--input", str(src), "--output", str(out), "--no-progress"])  # fmt: skip
+        assert result.exit_code == 0, result.output
+        assert sorted(p.name for p in out.iterdir()) == ["astronaut.png", "coffee.png"]
+        assert all(Image.open(p).size == (130, 90) and Image.open(p).mode == "RGB" for p in out.iterdir())
+
+
+def test_web_ui_serves_shipped_models(tmp_path):
+    pytest.importorskip("gradio_client")
+    from gradio_client import Client, handle_file
+
+    from test_app import free_port
+
+    demo = build_app(CHECKPOINTS, sessions=SessionCache(threads=2), examples_dir=tmp_path / "examples")
+    url = launch_app(demo, host="127.0.0.1", port=free_port(), block=False, quiet=True)
+    try:
+        client = Client(url, verbose=False)
+        rgb = held_out((120, 84))["coffee"]
+        inputs = {"photo": rgb, "grey": luminance(rgb), "sketch": xdog(rgb)}
+        for api_name, kind, args in [
+            ("/colorize", "grey", ()),
+            ("/sketch_to_photo", "sketch", ()),
+            ("/style_transfer", "photo", ("starry_night", "AtoB")),
+        ]:  # fmt: skip
+            path = tmp_path / f"{kind}.png"
+            Image.fromarray(inputs[kind]).save(path)
+            out = Image.open(client.predict(handle_file(str(path)), *args, api_name=api_name))
+            assert out.size == (120, 84) and out.mode == "RGB"
+            assert np.asarray(out).std() > 5
+    finally:
+        demo.close()
