@@ -78,6 +78,10 @@ def _read(paths: list[Path], ev: Evaluation) -> dict[Path, np.ndarray]:
     return out
 
 
+def _read_set(folder: Path, ev: Evaluation) -> list[np.ndarray]:
+    return list(_read(list(_by_stem(folder).values()), ev).values())
+
+
 def _by_stem(folder: Path) -> dict[Path, Path]:
     if not folder.is_dir():
         raise Img2ImgError(f"{folder} is not a folder")
@@ -105,29 +109,24 @@ def evaluate_folders(pred: Path, gt: Path | None, ref: Path | None, fid: bool = 
         raise Img2ImgError("give --gt DIR (matching ground truth) and/or --ref DIR (target-domain images)")
     ev = Evaluation()
     preds = _by_stem(pred)
-    gts = refs = None
-    keys = sorted(preds)
+    keys, truth = sorted(preds), {}
     if gt is not None:
         truth = _by_stem(gt)
         keys = sorted(preds.keys() & truth.keys())
         if not keys:
             raise Img2ImgError(f"no file names in {pred} match those in {gt} (pairs are matched by relative path without extension)")
-        for k in sorted(preds.keys() ^ truth.keys()):
-            ev.skipped.append(f"{k}: only in {pred if k in preds else gt}")
-        gt_arrays = _read([truth[k] for k in keys], ev)
-    pred_arrays = _read([preds[k] for k in keys], ev)
-    if gt is not None:
-        keys = [k for k in keys if preds[k] in pred_arrays and truth[k] in gt_arrays]
-        gts = [gt_arrays[truth[k]] for k in keys]
-        for k, g in zip(keys, gts):
-            if pred_arrays[preds[k]].shape != g.shape:
-                raise Img2ImgError(f"{preds[k]} is {_size(pred_arrays[preds[k]])} but {truth[k]} is {_size(g)}; pairs must have equal sizes")
-    if ref is not None:
-        refs = list(_read(list(_by_stem(ref).values()), ev).values())
+        ev.skipped += [f"{k}: only in {pred if k in preds else gt}" for k in sorted(preds.keys() ^ truth.keys())]
+    arrays = _read([preds[k] for k in keys] + [truth[k] for k in keys if k in truth], ev)
+    keys = [k for k in keys if preds[k] in arrays and (gt is None or truth[k] in arrays)]
+    gts = [arrays[truth[k]] for k in keys] if gt is not None else None
+    for k, g in zip(keys, gts or []):
+        if arrays[preds[k]].shape != g.shape:
+            raise Img2ImgError(f"{preds[k]} is {_size(arrays[preds[k]])} but {truth[k]} is {_size(g)}; pairs must have equal sizes")
+    refs = _read_set(ref, ev) if ref is not None else None
     features = features_or_note(fid, ev)
     if gt is None and features is None:
         raise Img2ImgError(f"without --gt only FID and KID can be computed, and they need: {FID_INSTALL}")
-    ev.rows.append(score("pred", [pred_arrays[preds[k]] for k in keys], gts, refs, features))
+    ev.rows.append(score("pred", [arrays[preds[k]] for k in keys], gts, refs, features))
     return ev
 
 
@@ -144,7 +143,7 @@ def model_inputs(translator, data: Path, ev: Evaluation) -> tuple[list[str], lis
     card = translator.card
     cfg = yaml.safe_load(card.config) if card.config else {}
     if card.task in ("colorization", "sketch2photo", "style"):
-        photos = _read(list(_by_stem(data).values()), ev)
+        photos = _read(list(_by_stem(data).values()), ev)  # path -> array
         names = [str(p.relative_to(data)) for p in photos]
         if card.task == "style":
             channels = card.input_channels
@@ -183,7 +182,7 @@ def evaluate_model(model: Path, data: Path, ref: Path | None = None, fid: bool =
     names, inputs, gts = model_inputs(translator, data, ev)
     if not inputs:
         raise Img2ImgError(f"no readable images in {data}")
-    refs = list(_read(list(_by_stem(ref).values()), ev).values()) if ref is not None else None
+    refs = _read_set(ref, ev) if ref is not None else None
     if gts is None and refs is None:
         raise Img2ImgError(f"{model} is a {translator.card.task} model with no ground truth: give --ref DIR with target-domain images for FID/KID")
     features = features_or_note(fid, ev, "cuda" if translator.device == "cuda" else "cpu")

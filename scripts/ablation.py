@@ -44,7 +44,7 @@ from img2img.nets.layers import UpConv, init_weights
 from img2img.runtime import restore_luminance
 from img2img.train import train
 
-TASKS = {"colorization": "colorization", "sketch2photo": "sketch2photo"}  # task -> preset
+TASKS = ("colorization", "sketch2photo")  # also the presets they start from
 REFERENCE = ["loss.gan=ralsgan", "model.spectral_norm=true", "model.upsample=nearest"]
 VARIANTS = {
     "reference": [],
@@ -159,7 +159,7 @@ def main() -> None:
                 f"train.n_epochs={epochs}", f"train.n_epochs_decay={epochs}", f"train.max_steps={args.steps}",
                 "train.checkpoint_every=100000", "train.sample_every=100000", *REFERENCE, *VARIANTS[variant],
             ]  # fmt: skip
-            cfg = load_config(TASKS[task], overrides)
+            cfg = load_config(task, overrides)
             done = run / "done.json"
             if not done.exists():
                 t = time.perf_counter()
