@@ -138,6 +138,11 @@ def _grey_rgb(grey: np.ndarray) -> np.ndarray:
     return np.repeat(np.atleast_3d(grey)[:, :, :1], 3, axis=2)
 
 
+def _model_channels(rgb: np.ndarray, channels: int) -> np.ndarray:
+    """An RGB photo as the model takes it: as is, or its luma (HxWx1) for grey-input models."""
+    return rgb if channels == 3 else luminance(rgb)[:, :, None]
+
+
 def model_inputs(translator, data: Path, ev: Evaluation) -> tuple[list[str], list[np.ndarray], list[np.ndarray] | None]:  # noqa: ANN001
     """(names, model inputs HxWxC uint8, ground truth or None) for the model card's task."""
     card = translator.card
@@ -146,9 +151,7 @@ def model_inputs(translator, data: Path, ev: Evaluation) -> tuple[list[str], lis
         photos = _read(list(_by_stem(data).values()), ev)  # path -> array
         names = [str(p.relative_to(data)) for p in photos]
         if card.task == "style":
-            channels = card.input_channels
-            inputs = [a if channels == 3 else luminance(a)[:, :, None] for a in photos.values()]
-            return names, inputs, None
+            return names, [_model_channels(a, card.input_channels) for a in photos.values()], None
         derive = luminance if card.task == "colorization" else make_sketcher(cfg.get("data", {}).get("sketch", "xdog"))
         return names, [derive(a)[:, :, None] for a in photos.values()], list(photos.values())
     # paired: data/A + data/B with the same names, or data/AB side by side.
@@ -167,7 +170,7 @@ def model_inputs(translator, data: Path, ev: Evaluation) -> tuple[list[str], lis
         if card.direction == "BtoA":
             a, b = b, a
         names.append(str(a_path.relative_to(data)))
-        inputs.append(a if card.input_channels == 3 else luminance(a)[:, :, None])
+        inputs.append(_model_channels(a, card.input_channels))
         gts.append(b)
     return names, inputs, gts
 

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 from skimage import data
 
-from img2img import Img2ImgError
+from img2img import Img2ImgError, metrics
 from img2img.checkpoint import generator_spec, save_generator
 from img2img.config import load_config
 from img2img.export import export_onnx
@@ -41,8 +41,7 @@ def photo(name: str, size: tuple[int, int] | None = None) -> Image.Image:
 
 
 def psnr(a: Image.Image, b: Image.Image) -> float:
-    x, y = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return float(10 * np.log10(255.0**2 / np.mean((x - y) ** 2)))
+    return metrics.psnr(np.asarray(a), np.asarray(b))
 
 
 @pytest.fixture(scope="module")
