@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -30,9 +29,10 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from img2img.checkpoint import generator_spec, load_generator, save_generator  # noqa: E402
+from img2img.checkpoint import load_generator, save_generator  # noqa: E402
 from img2img.config import load_config  # noqa: E402
-from img2img.export import export_onnx  # noqa: E402
+from img2img.devices import cpu_model  # noqa: E402
+from img2img.export import export_onnx, plain_upsampling, rewrite_upsampling  # noqa: E402
 
 # The defaults: CycleGAN's ResNet-9 (instance norm) and pix2pix's U-Net-256 (batch norm, dropout).
 ARCHS = {
@@ -175,16 +175,13 @@ def worker(args: argparse.Namespace) -> None:
 def bench_arch(arch: str, args: argparse.Namespace, work: Path) -> list[dict]:
     torch.manual_seed(0)
     cfg = load_config(None, ARCHS[arch])
-    spec = generator_spec(cfg, 3, 3)
-    from img2img.export import rewrite_upsampling
-    from img2img.nets.generators import build_generator
-
-    save_generator(work / arch / "G_AtoB.safetensors", build_generator(spec["arch"], **spec["kwargs"]), spec, cfg, "AtoB")
+    save_generator(work / arch / "G_AtoB.safetensors", cfg.model.generator_spec().build(), cfg, "AtoB")
     net = load_generator(work / arch / "G_AtoB.safetensors")  # eval mode, as the runtime uses it
     multiple = net.size_multiple
     probe = max(64, multiple)
-    # Executed FLOPs per pixel: the rewrite does 16/36 of the upsampling convs' multiply-adds.
-    flops_per_px = count_flops(net, probe) / probe**2
+    # Executed FLOPs per pixel. The sub-pixel form (PyTorch's UpConv forward in nearest mode, and
+    # the rewritten export) does 16/36 of the plain form's upsampling multiply-adds.
+    flops_per_px = count_flops(plain_upsampling(net), probe) / probe**2
     ps_flops_per_px = count_flops(rewrite_upsampling(net)[0], probe) / probe**2
 
     variants = [v for v in VARIANTS if v in args.variants]
@@ -228,7 +225,7 @@ def bench_arch(arch: str, args: argparse.Namespace, work: Path) -> list[dict]:
                 if (v, size, batch) not in seconds:
                     continue
                 sec = seconds[(v, size, batch)]
-                fpp = ps_flops_per_px if v.startswith("ort-ps") else flops_per_px
+                fpp = flops_per_px if v in ("ort", "ort-basic") else ps_flops_per_px
                 gflops = fpp * size * size * batch / sec / 1e9
                 out = np.load(work / f"out-{arch}-{v}-{size}-{batch}.npy")
                 rows.append({
@@ -250,11 +247,8 @@ def memory_check(work: Path, tile: int) -> dict:
     tiling) in a fresh process; report its peak RSS and time."""
     torch.manual_seed(0)
     cfg = load_config(None, ARCHS["resnet"])
-    spec = generator_spec(cfg, 3, 3)
-    from img2img.nets.generators import build_generator
-
     run = work / "resnet-mem"
-    save_generator(run / "G_AtoB.safetensors", build_generator(spec["arch"], **spec["kwargs"]), spec, cfg, "AtoB")
+    save_generator(run / "G_AtoB.safetensors", cfg.model.generator_spec().build(), cfg, "AtoB")
     path = export_onnx(run, work / "resnet-mem.onnx").path
     script = textwrap.dedent(
         f"""
@@ -320,11 +314,7 @@ def main() -> None:
         for r in rows:
             r["peak_pct"] = 100 * r["gflops"] / peak
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_model()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"\nMachine: {cpu}, {os.cpu_count()} cores, {args.threads} threads; torch {torch.__version__}; "
           f"fp32 matmul peak (2048^3, torch.mm) {peak:.0f} GFLOP/s; load average {load:.1f} at the end.\n")

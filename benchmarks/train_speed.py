@@ -130,9 +130,7 @@ def worker(method_name: str, size: int, args: argparse.Namespace) -> dict:
     import torch
 
     from img2img.config import load_config
-    from img2img.methods import METHODS
-    from img2img.methods.common import choose_amp
-    from img2img.train import schedule, select_device
+    from img2img.train import select_device, setup_training
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -152,19 +150,9 @@ def worker(method_name: str, size: int, args: argparse.Namespace) -> dict:
 
     device = select_device(args.device)
     cuda = device.type == "cuda"
-    # --- as img2img/train.py sets up a run -------------------------------------------------
     seed = cfg.train.seed
     torch.manual_seed(seed)
-    if cuda:
-        torch.backends.cudnn.benchmark = True
-    amp = choose_amp(cfg.train.amp, device)
-    memory_format = torch.channels_last if cuda and cfg.train.channels_last else torch.contiguous_format
-
-    def wrap(net: torch.nn.Module) -> torch.nn.Module:
-        return net.to(memory_format=memory_format)  # single process: no DDP wrapper
-
     steps_per_epoch = max(len(PHOTOS) // args.batch_size, 1)
-    total, sched_len, decay_start = schedule(cfg, steps_per_epoch)
 
     # Batches of real photos in [-1, 1], on the device before the clock starts.
     rgb = [torch.from_numpy(a).permute(2, 0, 1).float().div(127.5).sub(1) for a in photos_rgb(size)]
@@ -178,7 +166,7 @@ def worker(method_name: str, size: int, args: argparse.Namespace) -> dict:
         else:  # unpaired: two different photos
             a, b = torch.stack([rgb[j] for j in idx]), torch.stack([rgb[(j + 2) % n] for j in idx])
         batches.append({"A": a.contiguous(), "B": b.contiguous()})
-    batches = [{k: v.to(device).to(memory_format=memory_format) for k, v in b.items()} for b in batches]
+    batches = [{k: v.to(device) for k, v in b.items()} for b in batches]
 
     # --- memory baseline: before the nets exist --------------------------------------------
     if cuda:
@@ -191,13 +179,14 @@ def worker(method_name: str, size: int, args: argparse.Namespace) -> dict:
         base = sampler.rss()
         sampler.start()
 
-    method = METHODS[cfg.method](cfg, device, amp, sched_len, decay_start, wrap=wrap, seed=seed)
-    params = sum(p.numel() for net in method.players.nets.values() for p in net.parameters())
+    # Exactly what img2img/train.py builds: precision, memory format, the method and its nets.
+    training = setup_training(cfg, device, steps_per_epoch)
+    amp, memory_format = training.amp, training.memory_format
+    batches = [{k: v.to(memory_format=memory_format) for k, v in b.items()} for b in batches]
+    params = sum(p.numel() for net in training.method.nets().values() for p in net.parameters())
 
     def one_step(step: int) -> None:
-        noise = cfg.loss.instance_noise * max(0.0, 1 - step / sched_len)
-        method.train_step(batches[step % n], noise)
-        method.players.step_schedules()
+        training.step(batches[step % n], step, cfg.loss.instance_noise)
 
     for step in range(args.warmup):
         one_step(step)

@@ -34,51 +34,61 @@ def make_logger(rank: int = 0) -> logging.Logger:
 
 @app.command()
 def train(
-    config: Optional[str] = typer.Option(None, "--config", "-c", help="Preset name in configs/ (pix2pix, cyclegan, colorization, sketch2photo) or a YAML file."),
+    config: Optional[str] = typer.Option(None, "--config", "-c", help="Preset name in configs/ (pix2pix, cyclegan, colorization, sketch2photo, and their -cpu versions) or a YAML file."),
     data: Optional[Path] = typer.Option(None, "--data", help="Your own data: the folder holding train/ (paired: train/AB or train/A + train/B) or trainA/ + trainB/ (unpaired); for colorization/sketch, any photo folder."),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="A classic dataset by name (see `img2img datasets list`); downloaded when missing."),
     set_: list[str] = typer.Option([], "--set", help="Override a config key, e.g. --set train.lr_g=1e-4 (repeatable)."),
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Where checkpoints, samples and logs go (default: checkpoints/<name>)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir from its last.pt (config from its config.yaml)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir (default: checkpoints/<name> of --config/--dataset) from its last.pt."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA if usable, else CPU), cpu or cuda."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Stop after this many steps in total (instead of the epochs in the config)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
 ) -> None:
-    """Train a model. Under torchrun, each process trains on its shard (DDP); data.batch_size is per process."""
+    """Train a model. Under torchrun, each process trains on its shard (DDP); data.batch_size is per process.
+
+    A run stopped by Ctrl-C or SIGTERM saves a checkpoint and exits with 130 (SIGINT) or 143
+    (SIGTERM), so a scheduler can tell it from a finished run (0)."""
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from img2img.checkpoint import STATE_FILE, load_run_config
-    from img2img.config import apply_overrides, load_config, validate
+    from img2img.checkpoint import load_run_config
+    from img2img.config import apply_overrides, load_config, set_value, validate
+    from img2img.rundir import CONFIG_FILE, STATE_FILE, saved_models
     from img2img.train import init_distributed, train as run_training
 
-    overrides = list(set_)
+    # Typed options go into the config as they are (never re-parsed as YAML: --data 2024 stays a folder name).
+    values: dict[str, object] = {}
     if data is not None:
-        overrides.append(f"data.root={data}")
+        values["data.root"] = str(data)
     if dataset is not None:
-        overrides.append(f"data.dataset={dataset}")
+        values["data.dataset"] = dataset
     if max_steps is not None:
-        overrides.append(f"train.max_steps={max_steps}")
+        values["train.max_steps"] = max_steps
 
+    preset = config
+    if preset is None and dataset is not None:
+        from img2img.data.registry import get_dataset
+
+        preset = get_dataset(dataset).preset
     if resume:
         if run_dir is None:
-            raise Img2ImgError("--resume needs --run-dir, the folder of the run to continue")
+            if preset is None:
+                raise Img2ImgError("--resume needs the run to continue: --run-dir DIR (or the --config / --dataset it was started with)")
+            run_dir = Path("checkpoints") / _run_name(load_config(preset, set_, {"name": dataset} if dataset else None).name)
         saved = load_run_config(run_dir).model_dump(mode="json")
-        cfg = validate(apply_overrides(saved, overrides), str(run_dir / "config.yaml"))
+        apply_overrides(saved, set_)
+        for key, value in values.items():
+            set_value(saved, key, value)
+        cfg = validate(saved, str(run_dir / CONFIG_FILE))
     else:
-        preset = config
-        if preset is None and dataset is not None:
-            from img2img.data.registry import get_dataset
-
-            preset = get_dataset(dataset).preset
         if preset is None:
             raise Img2ImgError("no config: pass --config PRESET (pix2pix, cyclegan, colorization, sketch2photo) or --dataset NAME")
-        if dataset is not None and not any(o.startswith("name=") for o in overrides):
-            overrides.insert(0, f"name={dataset}")
-        cfg = load_config(preset, overrides)
-        run_dir = run_dir or Path("checkpoints") / cfg.name
+        if dataset is not None and not any(o.startswith("name=") for o in set_):
+            values = {"name": dataset, **values}
+        cfg = load_config(preset, set_, values)
+        run_dir = run_dir or Path("checkpoints") / _run_name(cfg.name)
         if (run_dir / STATE_FILE).exists():
-            raise Img2ImgError(f"{run_dir} already holds a run; pass --resume to continue it, or choose another --run-dir")
-        kept = sorted(p.name for p in run_dir.glob("G_*.safetensors")) + sorted(p.name for p in run_dir.glob("*.onnx"))
+            raise Img2ImgError(f"{run_dir} already holds a run; continue it with `img2img train --run-dir {run_dir} --resume`, or choose another --run-dir")
+        kept = saved_models(run_dir)
         if kept:  # a finished or shipped model without training state: never overwrite it
             raise Img2ImgError(f"{run_dir} holds a model ({', '.join(kept)}) and no training state to resume; choose another --run-dir (or delete that folder to start over)")
 
@@ -86,12 +96,29 @@ def train(
     log = make_logger(ddp.rank)
     data_root = _data_root(cfg, ddp, log)
     with logging_redirect_tqdm([log]):
-        run_training(cfg, data_root, run_dir, dev, log, resume=resume, ddp=ddp, progress=progress)
+        result = run_training(cfg, data_root, run_dir, dev, log, resume=resume, ddp=ddp, progress=progress)
     if ddp.world_size > 1:
         import torch.distributed as dist
 
         dist.barrier()
         dist.destroy_process_group()
+    if not ddp.main:
+        return
+    if result.stopped_by is not None:
+        log.warning("stopped at step %d; checkpoint saved in %s. Continue with:\n  img2img train --run-dir %s --resume",
+                    result.step, run_dir, run_dir)
+        raise typer.Exit(128 + int(result.stopped_by))
+    export_hint = f"img2img export {run_dir} -o {run_dir}/{cfg.name}.onnx"
+    if cfg.method == "cyclegan":
+        export_hint = (f"img2img export {run_dir} -o {run_dir}/{cfg.name}_AtoB.onnx\n  "
+                       f"img2img export {run_dir} --direction BtoA -o {run_dir}/{cfg.name}_BtoA.onnx")
+    log.info("finished at step %d; the model is in %s. Next:\n  %s\n  img2img serve --models %s",
+             result.step, run_dir, export_hint, run_dir)
+
+
+def _run_name(name: str) -> str:
+    """A run name as a folder name: its last path component (names come from configs and --set)."""
+    return Path(name).name or "run"
 
 
 def _data_root(cfg, ddp, log: logging.Logger) -> Path:
@@ -170,10 +197,10 @@ def translate(
 ) -> None:
     """Translate images in batch: any size (output size = input size), any mode; unreadable
     files are listed at the end (exit code 1) and all others are still written."""
-    from img2img.runtime import Translator, collect_inputs, translate_files
+    from img2img.batch import check_format, collect_inputs, translate_files
+    from img2img.runtime import Translator
 
-    if fmt not in ("png", "jpg"):
-        raise Img2ImgError(f"unknown --format {fmt!r}; choose png or jpg")
+    check_format(fmt)  # before the model loads
     translator = Translator(
         model, direction=direction, backend=backend, device=device, threads=threads, batch_size=batch_size, tile=tile or None
     )
@@ -245,6 +272,16 @@ def eval_(
         json_out.write_text(result.to_json())
 
 
+def _interrupted(exc: BaseException) -> bool:
+    """Whether a KeyboardInterrupt is in exc's chain (typer turns Ctrl-C into a silent exit 130)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def main() -> None:
     try:
         app()
@@ -254,3 +291,7 @@ def main() -> None:
     except KeyboardInterrupt:
         print("img2img: aborted", file=sys.stderr)
         sys.exit(130)
+    except SystemExit as e:
+        if _interrupted(e):
+            print("img2img: aborted", file=sys.stderr)
+        raise

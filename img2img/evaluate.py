@@ -22,15 +22,19 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import yaml
 
 from img2img import Img2ImgError
 from img2img.data.datasets import paired_sources
 from img2img.data.derived import luminance, make_sketcher
 from img2img.data.images import ImageReadError, list_images, load_image
+from img2img.io import split_ab
 from img2img.metrics import FID_INSTALL, InceptionFeatures, fid_weights_path, paired_scores, set_scores
+
+if TYPE_CHECKING:
+    from img2img.runtime import Translator
 
 
 @dataclass
@@ -143,16 +147,15 @@ def _model_channels(rgb: np.ndarray, channels: int) -> np.ndarray:
     return rgb if channels == 3 else luminance(rgb)[:, :, None]
 
 
-def model_inputs(translator, data: Path, ev: Evaluation) -> tuple[list[str], list[np.ndarray], list[np.ndarray] | None]:  # noqa: ANN001
+def model_inputs(translator: Translator, data: Path, ev: Evaluation) -> tuple[list[str], list[np.ndarray], list[np.ndarray] | None]:
     """(names, model inputs HxWxC uint8, ground truth or None) for the model card's task."""
     card = translator.card
-    cfg = yaml.safe_load(card.config) if card.config else {}
     if card.task in ("colorization", "sketch2photo", "style"):
         photos = _read(list(_by_stem(data).values()), ev)  # path -> array
         names = [str(p.relative_to(data)) for p in photos]
         if card.task == "style":
             return names, [_model_channels(a, card.input_channels) for a in photos.values()], None
-        derive = luminance if card.task == "colorization" else make_sketcher(cfg.get("data", {}).get("sketch", "xdog"))
+        derive = luminance if card.task == "colorization" else make_sketcher(card.run_config().data.sketch)
         return names, [derive(a)[:, :, None] for a in photos.values()], list(photos.values())
     # paired: data/A + data/B with the same names, or data/AB side by side.
     _, pairs = paired_sources(data, ".")
@@ -162,9 +165,7 @@ def model_inputs(translator, data: Path, ev: Evaluation) -> tuple[list[str], lis
         if len(arrays) != (2 if b_path else 1):
             continue
         if b_path is None:
-            ab = arrays[a_path]
-            half = ab.shape[1] // 2
-            a, b = ab[:, :half], ab[:, half : 2 * half]
+            a, b = split_ab(arrays[a_path])
         else:
             a, b = arrays[a_path], arrays[b_path]
         if card.direction == "BtoA":
@@ -178,7 +179,8 @@ def model_inputs(translator, data: Path, ev: Evaluation) -> tuple[list[str], lis
 def evaluate_model(model: Path, data: Path, ref: Path | None = None, fid: bool = True, backend: str = "auto",
                    device: str = "auto", save: Path | None = None, log: logging.Logger | None = None) -> Evaluation:
     """Translate the images of data with model and score them (plus the trivial baseline)."""
-    from img2img.runtime import Translator, save_image, to_pil
+    from img2img.batch import save_image
+    from img2img.runtime import Translator, to_pil
 
     translator = Translator(model, backend=backend, device=device)
     ev = Evaluation()
@@ -188,7 +190,7 @@ def evaluate_model(model: Path, data: Path, ref: Path | None = None, fid: bool =
     refs = _read_set(ref, ev) if ref is not None else None
     if gts is None and refs is None:
         raise Img2ImgError(f"{model} is a {translator.card.task} model with no ground truth: give --ref DIR with target-domain images for FID/KID")
-    features = features_or_note(fid, ev, "cuda" if translator.device == "cuda" else "cpu")
+    features = features_or_note(fid, ev, translator.device)
     if gts is None and features is None:
         raise Img2ImgError(f"unpaired evaluation needs FID/KID, which need: {FID_INSTALL}")
     if log:

@@ -146,6 +146,41 @@ def identity_loss(same: Tensor, original: Tensor) -> Tensor:
     return (same - original).abs().mean()
 
 
+# BT.601 chroma rows: Cb = (B - Y) / 1.772, Cr = (R - Y) / 1.402 with Y = 0.299 R + 0.587 G + 0.114 B.
+# Linear in RGB, so the offset of the [-1, 1] scaling cancels in differences.
+_CBCR = ((-0.168736, -0.331264, 0.5), (0.5, -0.418688, -0.081312))
+
+
+def chroma_l1_loss(output: Tensor, target: Tensor) -> Tensor:
+    """E|Cb(output) - Cb(target)| + E|Cr(output) - Cr(target)| / 2 over RGB images: the
+    reconstruction term on colour alone, luma ignored. For colorization, whose output luma is
+    replaced by the input's at inference (Zhang et al. 2016 likewise predict chroma given L)."""
+    m = torch.tensor(_CBCR, dtype=output.dtype, device=output.device)
+    diff = torch.einsum("kc,nchw->nkhw", m, output - target)
+    return diff.abs().mean()
+
+
+def feature_matching_loss(real: list[list[Tensor]], fake: list[list[Tensor]]) -> Tensor:
+    """Discriminator feature matching (Wang et al. 2018, pix2pixHD, eq. 4): for each scale k and
+    each hidden layer i of D_k, E|D_k^(i)(x_real) - D_k^(i)(x_fake)|, summed over layers and
+    averaged over scales. real's features are targets (detached). The lists hold, per scale,
+    the hidden layers' activations (without the final patch logits)."""
+    total = torch.zeros((), device=fake[0][0].device)
+    for real_k, fake_k in zip(real, fake):
+        for r, f in zip(real_k, fake_k):
+            total = total + (r.detach().float() - f.float()).abs().mean()
+    return total / len(fake)
+
+
+def perceptual_loss(real: list[Tensor], fake: list[Tensor]) -> Tensor:
+    """Feature reconstruction loss (Johnson et al. 2016): sum over VGG layers of
+    E|phi_i(x_real) - phi_i(x_fake)| (L1, as pix2pixHD's VGG loss), real's features detached."""
+    total = torch.zeros((), device=fake[0].device)
+    for r, f in zip(real, fake):
+        total = total + (r.detach().float() - f.float()).abs().mean()
+    return total
+
+
 # --- regularizers on D's inputs -------------------------------------------------------------
 
 def instance_noise(x: Tensor, sigma: float) -> Tensor:

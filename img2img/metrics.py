@@ -152,13 +152,29 @@ def kid(feats_a: np.ndarray, feats_b: np.ndarray, subset_size: int = 1000, subse
     return float(total / subsets)
 
 
+# BT.601 chroma of RGB in 0..255 (JPEG's YCbCr without the +128 offset): rows Cb, Cr.
+CBCR = np.array([[-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
+
+
+def mean_chroma(image: np.ndarray) -> np.ndarray:
+    """Mean (Cb, Cr) of an RGB uint8 image, in levels of 255 (0 for grey, and for 1-channel images)."""
+    a = np.atleast_3d(image)
+    if a.shape[2] != 3:
+        return np.zeros(2)
+    return CBCR @ a.reshape(-1, 3).mean(0)
+
+
 def paired_scores(preds: Sequence[np.ndarray], targets: Sequence[np.ndarray]) -> dict[str, float]:
-    """Mean PSNR (dB) and SSIM over image pairs."""
+    """Mean PSNR (dB) and SSIM over image pairs, and the colour cast: the mean over images of
+    mean Cb and Cr of the prediction minus the target's (levels of 255; 0 = no global cast)."""
     if not preds or len(preds) != len(targets):
         raise Img2ImgError(f"need equally many predictions and targets, got {len(preds)} and {len(targets)}")
+    cast = np.mean([mean_chroma(p) - mean_chroma(t) for p, t in zip(preds, targets)], axis=0)
     return {
         "psnr": float(np.mean([psnr(p, t) for p, t in zip(preds, targets)])),
         "ssim": float(np.mean([ssim(p, t) for p, t in zip(preds, targets)])),
+        "cb_shift": float(cast[0]),
+        "cr_shift": float(cast[1]),
     }
 
 

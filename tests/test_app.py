@@ -8,8 +8,11 @@ import os
 import socket
 import subprocess
 import sys
+import textwrap
+import threading
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +20,10 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import TINY, real_photos
-from img2img.app import Limits, SessionCache, build_app, discover_models, launch_app
+from conftest import TINY, real_photos, save_run
+from img2img.app import TAB_TASKS, Limits, SessionCache, build_app, discover_models, launch_app
 from img2img.data.derived import luminance, xdog
+from img2img.runtime import Translator
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
@@ -128,7 +132,7 @@ def check_result(result: str, size: tuple[int, int]) -> Image.Image:
 
 
 def test_discovery_groups_models_by_tab_and_direction(ui_models):
-    by_tab, skipped = discover_models(ui_models)
+    by_tab, skipped = discover_models(ui_models, TAB_TASKS)
     assert [g.label for g in by_tab["style"]] == ["cyclegan"]
     assert by_tab["style"][0].directions == ["AtoB", "BtoA"]
     assert [g.label for g in by_tab["colorization"]] == ["colorization"]
@@ -143,7 +147,7 @@ def test_two_exports_with_one_name_are_told_apart(ui_models, tmp_path):
     shutil.copytree(ui_models, models)
     (models / "v2").mkdir()
     shutil.copy(models / "colorization_AtoB.onnx", models / "v2" / "colorization.onnx")
-    by_tab, _ = discover_models(models)
+    by_tab, _ = discover_models(models, TAB_TASKS)
     labels = [g.label for g in by_tab["colorization"]]
     assert labels == ["colorization (colorization_AtoB.onnx)", "colorization (v2/colorization.onnx)"]
 
@@ -159,22 +163,36 @@ def test_endpoints_translate_real_photos(client, tmp_path, api_name, kind, args)
     check_result(client.predict(handle_file(str(src)), *args, api_name=api_name), (75, 50))
 
 
-def test_one_session_per_model_file(client, server, tmp_path):
+def test_requests_reuse_the_session_of_their_model_file(client, server, ui_models, tmp_path):
     _, sessions = server
+    path = ui_models / "colorization_AtoB.onnx"
     src = real_input(tmp_path, "grey", (64, 40), "chelsea")
-    for _ in range(2):
-        check_result(client.predict(handle_file(str(src)), api_name="/colorize"), (64, 40))
-    loaded = sessions.loaded()
-    assert len(loaded) == len(set(loaded))
-    assert sessions.get(loaded[0]) is sessions.get(loaded[0])
+    check_result(client.predict(handle_file(str(src)), api_name="/colorize"), (64, 40))
+    assert path in sessions.loaded()
+    first, count = sessions.get(path), len(sessions.loaded())
+    check_result(client.predict(handle_file(str(src)), api_name="/colorize"), (64, 40))
+    assert sessions.get(path) is first and len(sessions.loaded()) == count  # no second session
+
+
+def test_concurrent_first_requests_share_one_session(ui_models):
+    sessions = SessionCache(threads=1)
+    path = ui_models / "colorization_AtoB.onnx"
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda _: sessions.get(path), range(4)))
+    assert all(t is got[0] for t in got) and sessions.loaded() == [path]
 
 
 def test_large_image_is_tiled_to_its_full_size(tmp_path, ui_models):
-    """The page's policy for large uploads: tiles above Limits.tile, output at full size."""
-    sessions = SessionCache(threads=2, tile=64)
-    translator = sessions.get(ui_models / "colorization_AtoB.onnx")
+    """The page's policy for large uploads: tiles above Limits.tile, output at full size. The
+    result is the Translator's with 64 px tiles, not a whole-image pass: it really was tiled
+    (how close tiles come to a whole-image pass is test_runtime.py's, on trained networks)."""
+    path = ui_models / "colorization_AtoB.onnx"
     img = Image.open(real_input(tmp_path, "grey", (150, 90), "astronaut"))
-    assert translator.translate([img])[0].size == (150, 90)
+    served = np.asarray(SessionCache(threads=2, tile=64).get(path).translate([img])[0])
+    tiled = np.asarray(Translator(path, threads=2, tile=64).translate([img])[0])
+    whole = np.asarray(Translator(path, threads=2, tile=None).translate([img])[0])
+    assert served.shape == whole.shape == (90, 150, 3)
+    assert np.array_equal(served, tiled) and not np.array_equal(served, whole)
 
 
 def test_bad_uploads_get_a_message_and_the_server_carries_on(client, tmp_path):
@@ -219,14 +237,87 @@ def test_upload_over_the_size_limit_is_refused(server, tmp_path):
         Client(url, verbose=False).predict(handle_file(str(path)), api_name="/colorize")
 
 
-def test_queue_is_bounded_and_shared_by_the_tabs(tmp_path):
-    """Gradio keeps these on private attributes; checked here so a Gradio upgrade that moves them
-    is noticed rather than silently unbounding the queue."""
-    demo = build_app(tmp_path, limits=Limits(queue_size=3, concurrency=2), examples_dir=tmp_path / "examples")
-    assert demo._queue.max_size == 3
-    translate = [f for f in demo.fns.values() if f.api_name in ("style_transfer", "colorize", "sketch_to_photo")]
-    assert len(translate) == 3
-    assert {(f.concurrency_id, f.concurrency_limit) for f in translate} == {("translate", 2)}
+class GatedSessions(SessionCache):
+    """Sessions whose translations wait for `gate` (each returns its input): requests then stay
+    running or queued for as long as a test needs. Records how many ran at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate, self.lock = threading.Event(), threading.Lock()
+        self.running = self.peak = self.started = 0
+
+    def get(self, path: Path) -> "GatedSessions":
+        return self
+
+    def translate(self, images: list[Image.Image]) -> list[Image.Image]:
+        with self.lock:
+            self.running += 1
+            self.started += 1
+            self.peak = max(self.peak, self.running)
+        try:
+            assert self.gate.wait(timeout=120), "the test never opened the gate"
+            return [img.convert("RGB") for img in images]
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+def wait_for(condition, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_queue_is_bounded_and_shared_by_the_tabs(ui_models, tmp_path):
+    """Concurrency 1 and 2 waiting, over all three tabs: one request runs, two wait (in other
+    tabs than the running one), and the next is refused with "queue full"; after that, every
+    accepted request completes, one at a time."""
+    from gradio_client.utils import Status
+
+    sessions = GatedSessions()
+    demo = build_app(ui_models, limits=Limits(queue_size=2, concurrency=1), sessions=sessions, examples_dir=tmp_path / "examples")
+    url = launch_app(demo, port=free_port(), block=False, quiet=True)
+    try:
+        client = Client(url, verbose=False)
+        photo, grey, sketch = (handle_file(str(real_input(tmp_path, kind))) for kind in ("photo", "grey", "sketch"))
+        running = client.submit(grey, api_name="/colorize")
+        wait_for(lambda: sessions.started == 1, "the first request to start")
+        queued = [client.submit(photo, api_name="/style_transfer"), client.submit(sketch, api_name="/sketch_to_photo")]
+        wait_for(lambda: all(j.status().code == Status.IN_QUEUE for j in queued), "two requests to be queued")
+        refused = client.submit(grey, api_name="/colorize")
+        with pytest.raises(Exception, match="[Qq]ueue is full"):
+            refused.result(timeout=60)
+        assert sessions.started == 1  # the other tabs' requests wait for the running one
+        sessions.gate.set()
+        for job in [running, *queued]:
+            check_result(job.result(timeout=120), (75, 50))
+        assert sessions.started == 3 and sessions.peak == 1
+    finally:
+        sessions.gate.set()
+        demo.close()
+
+
+def test_reading_model_cards_imports_no_torch(tmp_path):
+    """The UI reads the cards of a folder of exported models, and a card is read from an .onnx,
+    without loading PyTorch (seconds of start-up and about 0.5 GB): checked in a fresh process."""
+    from img2img.export import export_onnx
+
+    run = save_run(tmp_path / "run", ["model.ngf=4", "model.n_blocks=1", "data.crop_size=32", "data.load_size=40", "name=tiny"])
+    onnx_path = export_onnx(run, tmp_path / "models" / "tiny.onnx", check=False).path
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from img2img.card import read_onnx_card
+        from img2img.app.models import discover_models
+        card = read_onnx_card({str(onnx_path)!r})
+        by_tab, skipped = discover_models({str(onnx_path.parent)!r}, {{"style": ("paired",)}})
+        print(card.name, [g.label for g in by_tab["style"]], skipped, "torch" in sys.modules)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["tiny", "['tiny']", "[]", "False"]
 
 
 def test_page_loads_with_the_tabs_and_the_limits(server):

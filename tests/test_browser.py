@@ -22,7 +22,7 @@ sync_api = pytest.importorskip(
 
 from test_app import build_tiny_models, free_port, real_input  # noqa: E402  (after the skips)
 
-from img2img.app import build_app, launch_app  # noqa: E402
+from img2img.app import CANVAS_SIZE, build_app, launch_app  # noqa: E402
 
 
 def launch_browser(playwright):
@@ -94,8 +94,8 @@ def test_sketch_drawn_on_the_canvas_is_translated(page_url, tmp_path):
             page.mouse.up()
             page.click("#sketch-run-drawing")
             page.wait_for_selector("#sketch-output img", timeout=60_000)
-            w, h = page.eval_on_selector("#sketch-output img", "img => [img.naturalWidth, img.naturalHeight]")
-            assert w > 0 and h > 0
+            size = page.eval_on_selector("#sketch-output img", "img => [img.naturalWidth, img.naturalHeight]")
+            assert tuple(size) == CANVAS_SIZE  # the drawing is translated at the canvas size
             page.screenshot(path=str(tmp_path / "drawn.png"), full_page=True)
         finally:
             browser.close()

@@ -8,7 +8,24 @@ def test_presets_exist_and_validate():
     assert {"pix2pix", "cyclegan", "colorization", "sketch2photo"} <= set(available_presets())
     for name in available_presets():
         cfg = load_config(name)
-        assert cfg.name
+        assert cfg.name == name  # each preset names its runs (default run dir checkpoints/<name>)
+    assert load_config(None).name == "run"
+
+
+def test_typed_values_are_not_parsed_as_yaml():
+    cfg = load_config("pix2pix", [], {"data.root": "2024", "data.dataset": "on", "train.max_steps": 5})
+    assert (cfg.data.root, cfg.data.dataset, cfg.train.max_steps) == ("2024", "on", 5)
+    with pytest.raises(Img2ImgError, match="unknown config key 'data.rot'"):
+        load_config("pix2pix", [], {"data.rot": "x"})
+
+
+def test_stride_rule_comes_from_the_generator_class():
+    from img2img.nets.generators import UnetGenerator
+
+    cfg = load_config("pix2pix", ["model.num_downs=6", "data.crop_size=64", "data.load_size=72"])
+    assert cfg.model.generator_spec().size_rules == UnetGenerator.size_rules(num_downs=6) == (64, 64)
+    with pytest.raises(Img2ImgError, match="crop_size=96 must be a multiple of 64"):
+        load_config("pix2pix", ["model.num_downs=6", "data.crop_size=96", "data.load_size=100"])
 
 
 def test_classic_keys_can_be_overridden():
@@ -62,3 +79,10 @@ def test_cross_field_checks():
 def test_dump_and_reload_round_trip():
     cfg = load_config("sketch2photo", ["train.max_steps=10", "model.upsample=bilinear"])
     assert config_from_yaml(dump_config(cfg), "test") == cfg
+
+
+def test_set_keeps_text_for_text_keys():
+    """YAML reads 'off' as false and '2024' as a number; keys that take text get the text."""
+    cfg = load_config("pix2pix", ["train.amp=off", "data.root=2024", "data.dataset=on", "model.spectral_norm=off", "train.max_steps=null"])
+    assert (cfg.train.amp, cfg.data.root, cfg.data.dataset) == ("off", "2024", "on")
+    assert cfg.model.spectral_norm is False and cfg.train.max_steps is None

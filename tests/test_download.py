@@ -1,5 +1,6 @@
 """Dataset registry and downloader, against a local HTTP server that serves archives built from
-real photos (skimage.data), supports Range requests and can drop a response half-way."""
+real photos (skimage.data), supports Range requests and can drop a response half-way, stay
+silent, or trickle. Time limits are lowered through Limits, so no test waits more than ~1 s."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import socket
 import stat
 import tarfile
 import threading
+import time
 import zipfile
 from collections.abc import Iterator
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -21,12 +24,15 @@ import pytest
 from PIL import Image
 
 from img2img import Img2ImgError
-from img2img.data.download import ensure_dataset, safe_extract
+from img2img.data.download import Limits, ensure_dataset, safe_extract
 from img2img.data.registry import COMPLETE_MARKER, DATASETS, data_root, format_table, get_dataset
 
 LOG = logging.getLogger("test_download")
 CYCLEGAN_PATH = "/cyclegan/datasets/horse2zebra.zip"
 PIX2PIX_PATH = "/pix2pix/datasets/facades.tar.gz"
+# The test archives are a few KB, not the registry's sizes: skip the plausible-size check unless a
+# test is about it. Everything else keeps its default.
+TEST_LIMITS = Limits(size_factor=None)
 
 
 # ---------------------------------------------------------------- archives from real photos
@@ -117,6 +123,10 @@ class _State:
         self.files: dict[str, bytes] = {}
         self.requests: list[tuple[str, str | None]] = []  # (path, Range header)
         self.cut_after: dict[str, int] = {}  # path -> bytes to send before dropping (next response only)
+        self.silent: set[str] = set()  # paths whose requests get no answer at all, not even headers
+        # path -> (bytes sent at once, then seconds between single bytes; None: nothing more, ever)
+        self.pace: dict[str, tuple[int, float | None]] = {}
+        self.closing = threading.Event()  # set at teardown: silent and paced handlers return
         self.lock = threading.Lock()
 
 
@@ -132,6 +142,11 @@ class _RangeHandler(BaseHTTPRequestHandler):
             state.requests.append((self.path, rng))
             data = state.files.get(self.path)
             cut = state.cut_after.pop(self.path, None)
+            pace = state.pace.get(self.path)
+            silent = self.path in state.silent
+        if silent:  # accept the request and send nothing
+            state.closing.wait(10)
+            return
         if data is None:
             self.send_error(404, "Not Found")
             return
@@ -152,6 +167,9 @@ class _RangeHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Accept-Ranges", "bytes")
         self.end_headers()
+        if pace is not None:
+            self._paced(body, *pace)
+            return
         if cut is None:
             self.wfile.write(body)
             return
@@ -159,6 +177,19 @@ class _RangeHandler(BaseHTTPRequestHandler):
         self.wfile.flush()
         self.close_connection = True
         self.connection.shutdown(socket.SHUT_RDWR)
+
+    def _paced(self, body: bytes, head: int, interval: float | None) -> None:
+        """Send head bytes, then one byte per interval (or nothing), until the client hangs up."""
+        try:
+            self.wfile.write(body[:head])
+            for i in range(head, len(body)):
+                if interval is None or self.state.closing.wait(interval):
+                    break
+                self.wfile.write(body[i : i + 1])
+            self.state.closing.wait(10)  # keep the connection open, silent
+        except OSError:  # the client gave up
+            pass
+        self.close_connection = True
 
 
 class Server:
@@ -176,6 +207,7 @@ class Server:
         return [rng for p, rng in self.state.requests if p == path]
 
     def close(self) -> None:
+        self.state.closing.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 
@@ -192,6 +224,7 @@ def server(monkeypatch) -> Iterator[Server]:
 def fetch(name: str, root: Path, server: Server, **kw) -> Path:
     kw.setdefault("progress", False)
     kw.setdefault("retries", 0)
+    kw.setdefault("limits", TEST_LIMITS)
     return ensure_dataset(name, root, LOG, base_url=server.url, **kw)
 
 
@@ -280,7 +313,8 @@ def test_env_chooses_mirror_and_cache(server, photos, tmp_path, monkeypatch):
     server.state.files[CYCLEGAN_PATH] = cyclegan_zip(photos)
     monkeypatch.setenv("IMG2IMG_DATASETS_URL", server.url + "/")
     monkeypatch.setenv("IMG2IMG_DATA", str(tmp_path / "env-cache"))
-    assert ensure_dataset("horse2zebra", log=LOG, progress=False) == tmp_path / "env-cache" / "horse2zebra"
+    folder = ensure_dataset("horse2zebra", log=LOG, progress=False, limits=TEST_LIMITS)
+    assert folder == tmp_path / "env-cache" / "horse2zebra"
 
 
 def test_concurrent_callers_download_once(server, photos, tmp_path):
@@ -348,7 +382,7 @@ def test_404_names_url_and_ways_out(server, tmp_path):
         fetch("horse2zebra", tmp_path, server)
     message = str(e.value)
     assert server.url + CYCLEGAN_PATH in message and "404" in message
-    assert "IMG2IMG_DATASETS_URL" in message and "--data" in message
+    assert "IMG2IMG_DATASETS_URL" in message and "--data DIR" in message and "img2img serve" in message
     assert "\n" not in message
 
 
@@ -374,7 +408,12 @@ def test_corrupt_archive_is_reported(server, photos, tmp_path, damage, kind):
     with pytest.raises(Img2ImgError, match="corrupt") as e:
         fetch(name, tmp_path, server)
     archive = tmp_path / f"{path.rsplit('/', 1)[1]}"
-    assert str(archive) in str(e.value) and "Delete" in str(e.value)
+    assert str(archive) in str(e.value)
+    if kind == "zip" and damage == "truncated":  # no central directory: refused before the checksum
+        assert "it was deleted" in str(e.value) and not archive.exists()
+        assert not (tmp_path / f"{archive.name}.sha256").exists()
+    else:  # only unpacking reads the whole stream
+        assert "Delete" in str(e.value)
     assert not (tmp_path / name).exists()
     assert [p for p in tmp_path.iterdir() if p.is_dir()] == []
 
@@ -471,16 +510,200 @@ def test_size_and_count_limits(photos, tmp_path):
     archive.write_bytes(cyclegan_zip(photos))
     dest = tmp_path / "dest"
     dest.mkdir()
-    with pytest.raises(Img2ImgError, match="over the"):
-        safe_extract(archive, dest, max_bytes=1000)
+    with pytest.raises(Img2ImgError, match="over the 1.0 KB limit"):
+        safe_extract(archive, dest, Limits(max_bytes=1000))
     with pytest.raises(Img2ImgError, match="limit of 3 members"):
-        safe_extract(archive, dest, max_members=3)
+        safe_extract(archive, dest, Limits(max_members=3))
     assert list(dest.iterdir()) == []
     tar = tmp_path / "a.tar.gz"
     tar.write_bytes(pix2pix_tar(photos))
     with pytest.raises(Img2ImgError, match="limit of 3 members"):
-        safe_extract(tar, dest, max_members=3)
+        safe_extract(tar, dest, Limits(max_members=3))
     assert list(dest.iterdir()) == []
+
+
+# ---------------------------------------------------------------- zip bombs
+
+
+ZEROS = 4 << 20  # 4 MB of zeros deflate to about 4 KB (1000:1); with the limits lowered that is plenty
+
+
+def _zeros_zip(photos, count: int = 1) -> bytes:
+    """A real horse2zebra layout plus count members of 4 MB of zeros named like photos."""
+    extra = [(zipfile.ZipInfo(f"horse2zebra/trainA/zeros{i}.jpg"), bytes(ZEROS)) for i in range(count)]
+    for info, _ in extra:
+        info.compress_type = zipfile.ZIP_DEFLATED
+    return cyclegan_zip(photos, extra=extra)
+
+
+def _zeros_tar(photos) -> bytes:
+    return pix2pix_tar(photos, extra=[("facades/train/zeros.jpg", bytes(ZEROS), tarfile.REGTYPE, "")])
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar.gz"])
+def test_zip_bomb_is_refused_by_its_compression_ratio(server, photos, tmp_path, kind):
+    """Before: members of zeros were unpacked in full, whatever they expanded to."""
+    root = tmp_path / "cache"
+    if kind == "zip":  # each zip member has its own compressed size: the default 200:1 applies
+        server.state.files[CYCLEGAN_PATH] = _zeros_zip(photos)
+        name, limits, member = "horse2zebra", TEST_LIMITS, "'horse2zebra/trainA/zeros0.jpg'"
+    else:  # a tar.gz is one stream: the whole archive's ratio (here ~70:1, so the limit is lowered)
+        server.state.files[PIX2PIX_PATH] = _zeros_tar(photos)
+        name, limits, member = "facades_pix2pix", replace(TEST_LIMITS, max_ratio=20), "it would expand"
+    with pytest.raises(Img2ImgError, match="refusing to unpack") as e:
+        fetch(name, root, server, limits=limits)
+    message = str(e.value)
+    assert member in message and "zip bomb" in message and f"over the {limits.max_ratio:g}:1 limit" in message
+    assert "Nothing was extracted" in message and "\n" not in message
+    assert_nothing_outside(tmp_path, root)
+
+
+def test_unpacking_is_bounded_by_the_listed_size(server, photos, tmp_path):
+    """The budget is a multiple of the registry's size (111 MB for horse2zebra), not 20 GiB.
+    Lowered to 0.02 x here (2.2 MB) so three 4 MB members trip it; the ratio rule is off."""
+    server.state.files[CYCLEGAN_PATH] = _zeros_zip(photos, count=3)
+    root = tmp_path / "cache"
+    limits = replace(TEST_LIMITS, unpack_factor=0.02, max_ratio=1e9)
+    with pytest.raises(Img2ImgError, match="refusing to unpack") as e:
+        fetch("horse2zebra", root, server, limits=limits)
+    assert "it would unpack to 12.6 MB, over the 2.2 MB limit (0.02 x the 111.0 MB archive)" in str(e.value)
+    assert_nothing_outside(tmp_path, root)
+    # The same archive with the default budget (4 x 111 MB) unpacks: the limit is what refused it.
+    assert (fetch("horse2zebra", root, server, limits=replace(TEST_LIMITS, max_ratio=1e9)) / "trainA").is_dir()
+
+
+def test_default_limits_scale_with_the_dataset():
+    limits = Limits()
+    assert limits.unpack_budget(111_000_000) == (444_000_000, "4 x the 111.0 MB archive")
+    assert limits.unpack_budget(8_600_000_000) == (20 * 1024**3, "the absolute cap")  # edges2handbags
+    assert limits.unpack_budget(0)[0] == 20 * 1024**3  # unknown size
+    assert 30 * 60 < limits.total_s(111_000_000) < 60 * 60  # horse2zebra: under an hour, even slowly
+    assert limits.total_s(8_600_000_000) < 50 * 3600
+
+
+# ---------------------------------------------------------------- stalled and trickling downloads
+
+
+FAST = replace(TEST_LIMITS, stall_s=0.5, min_rate=1000, rate_window_s=0.5)
+
+
+def _timed_fetch(name: str, root: Path, server: Server, **kw) -> tuple[str, float]:
+    start = time.monotonic()
+    with pytest.raises(Img2ImgError) as e:
+        fetch(name, root, server, **kw)
+    return str(e.value), time.monotonic() - start
+
+
+def _says_what_to_do(message: str) -> None:
+    assert "again later" in message and "--data DIR" in message and "img2img serve" in message
+    assert "\n" not in message
+
+
+def test_silent_server_is_cut_off_and_not_asked_again(server, tmp_path):
+    """Before: a server that accepts and answers nothing held the download for 60 s x 4 tries."""
+    server.state.silent.add(CYCLEGAN_PATH)
+    message, took = _timed_fetch("horse2zebra", tmp_path, server, limits=FAST, retries=3)
+    assert "no data arrived for 0.5 s (the server stalled)" in message
+    _says_what_to_do(message)
+    assert took < 3 and server.gets(CYCLEGAN_PATH) == [None]  # retrying would only wait again
+
+
+def test_trickle_is_cut_off_by_the_minimum_rate(server, photos, tmp_path):
+    """Before: 1 byte per 0.1 s was never cut off (every read came within the timeout)."""
+    server.state.files[CYCLEGAN_PATH] = cyclegan_zip(photos)
+    server.state.pace[CYCLEGAN_PATH] = (0, 0.1)
+    message, took = _timed_fetch("horse2zebra", tmp_path, server, limits=FAST, retries=3)
+    assert re.search(r"the server sent \d+ bytes/s over the last 0\.?\d* s, under the minimum of 1\.0 KB/s", message), message
+    _says_what_to_do(message)
+    assert "resumes where it stopped" in message  # the few bytes received are kept
+    assert took < 3 and server.gets(CYCLEGAN_PATH) == [None]
+
+
+def test_retries_share_one_time_limit(server, photos, tmp_path):
+    """A server that sends 100 bytes then stalls, every time: each stall after progress is resumed,
+    but all attempts together stop at the total limit (1 s here), however many retries are allowed."""
+    server.state.files[CYCLEGAN_PATH] = cyclegan_zip(photos)
+    server.state.pace[CYCLEGAN_PATH] = (100, None)
+    limits = replace(TEST_LIMITS, stall_s=0.3, min_rate=0, total_floor_s=1.0, total_rate=1e12)
+    message, took = _timed_fetch("horse2zebra", tmp_path, server, limits=limits, retries=100)
+    assert "the download took longer than its time limit of 1 s for a ~111.0 MB archive" in message
+    _says_what_to_do(message)
+    ranges = server.gets(CYCLEGAN_PATH)
+    assert took < 3 and 2 <= len(ranges) <= 5
+    assert ranges == [None] + [f"bytes={100 * i}-" for i in range(1, len(ranges))]  # each one resumed
+
+
+def test_dns_failure_is_not_retried_nor_called_interrupted(monkeypatch, tmp_path, caplog):
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, *args, **kw):
+        if host == "datasets.invalid":
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real(host, *args, **kw)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    start = time.monotonic()
+    with caplog.at_level(logging.WARNING), pytest.raises(Img2ImgError) as e:
+        ensure_dataset("horse2zebra", tmp_path, LOG, base_url="http://datasets.invalid", progress=False, retries=3)
+    message = str(e.value)
+    assert "cannot resolve the host name datasets.invalid (Name or service not known): no network, or no DNS" in message
+    _says_what_to_do(message)
+    assert "interrupted" not in message + caplog.text
+    assert time.monotonic() - start < 1  # three retries would have slept 1 + 2 + 4 s
+
+
+def test_refused_connection_is_not_called_interrupted(tmp_path, caplog):
+    with socket.socket() as s:  # a port with nobody listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with caplog.at_level(logging.WARNING), pytest.raises(Img2ImgError, match="Connection refused"):
+        ensure_dataset("horse2zebra", tmp_path, LOG, base_url=f"http://127.0.0.1:{port}", progress=False, retries=1)
+    assert "failed (" in caplog.text and "retrying in 1 s (1 of 1)" in caplog.text
+    assert "interrupted" not in caplog.text
+    # With no time left for the wait before a retry, the failure itself is reported, at once.
+    start = time.monotonic()
+    with pytest.raises(Img2ImgError, match="Connection refused"):
+        ensure_dataset("horse2zebra", tmp_path, LOG, base_url=f"http://127.0.0.1:{port}", progress=False,
+                       retries=3, limits=replace(TEST_LIMITS, total_floor_s=0.5, total_rate=1e12))
+    assert time.monotonic() - start < 0.5
+
+
+# ---------------------------------------------------------------- a bad download is not kept
+
+
+HTML = b"<!DOCTYPE html>\n<html><head><title>503 Service Unavailable</title></head>\n<body>Try later</body></html>\n"
+
+
+@pytest.mark.parametrize("case", ["html", "zip for tar.gz"])
+def test_bad_download_is_deleted_and_fetched_again(server, photos, tmp_path, case):
+    """Before: the page was kept as the archive, its sha256 recorded and reused on every run."""
+    if case == "html":
+        path, name, body, good = CYCLEGAN_PATH, "horse2zebra", HTML, cyclegan_zip(photos)
+        what = f"is an HTML page of {len(HTML)} bytes instead of the ~111.0 MB zip archive"
+    else:
+        path, name, body, good = PIX2PIX_PATH, "facades_pix2pix", cyclegan_zip(photos), pix2pix_tar(photos)
+        what = "is a zip file that is not a tar.gz archive of"
+    server.state.files[path] = body
+    archive = tmp_path / path.rsplit("/", 1)[1]
+    with pytest.raises(Img2ImgError) as e:
+        fetch(name, tmp_path, server)
+    message = str(e.value)
+    assert what in message and f"it was deleted ({archive})" in message
+    _says_what_to_do(message)
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")) == []
+
+    server.state.files[path] = good  # the server recovers: the next run downloads again
+    assert (fetch(name, tmp_path, server) / COMPLETE_MARKER).is_file()
+    assert server.gets(path) == [None, None]
+
+
+def test_implausible_size_is_deleted(server, photos, tmp_path):
+    """A real zip of 19 KB for a dataset listed at 111 MB is not the dataset (default size check)."""
+    server.state.files[CYCLEGAN_PATH] = cyclegan_zip(photos)
+    with pytest.raises(Img2ImgError) as e:
+        fetch("horse2zebra", tmp_path, server, limits=Limits())
+    assert re.search(r"is a zip archive of [\d.]+ KB, more than 4 x smaller than the ~111.0 MB listed; it was deleted", str(e.value))
+    assert not (tmp_path / "horse2zebra.zip").exists() and not (tmp_path / "horse2zebra.zip.sha256").exists()
 
 
 # ---------------------------------------------------------------- what training reads

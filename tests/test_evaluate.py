@@ -7,17 +7,14 @@ import math
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from skimage import data
 from typer.testing import CliRunner
 
-from img2img.checkpoint import generator_spec, save_generator
+from conftest import save_run
 from img2img.cli import app
-from img2img.config import load_config
 from img2img.data.derived import luminance
 from img2img.metrics import fid_weights_path, psnr
-from img2img.nets.generators import build_generator
 
 PHOTOS = {"astronaut": data.astronaut(), "coffee": data.coffee(), "chelsea": data.chelsea(), "rocket": data.rocket()}
 
@@ -98,10 +95,7 @@ def test_bad_arguments(folders, tmp_path):
 def test_model_translates_and_scores_with_baseline(folders, tmp_path):
     """A colorization generator on the gt photos: the baseline row is the grey input, and the
     model row equals scoring its saved outputs as folders."""
-    cfg = load_config("colorization", ["model.ngf=4", "model.num_downs=3"])
-    spec = generator_spec(cfg, 1, 3)
-    torch.manual_seed(0)
-    save_generator(tmp_path / "run" / "G_AtoB.safetensors", build_generator(spec["arch"], **spec["kwargs"]), spec, cfg, "AtoB")
+    save_run(tmp_path / "run", ["model.ngf=4", "model.num_downs=3"], preset="colorization")
     gt = tmp_path / "photos"
     photos = {}
     for name, img in PHOTOS.items():
@@ -126,10 +120,7 @@ def test_model_translates_and_scores_with_baseline(folders, tmp_path):
 @pytest.mark.parametrize("layout", ["A/B folders", "AB side by side"])
 def test_paired_model_reads_a_and_b(tmp_path, layout):
     """A paired (pix2pix) model scores its translation of A against B; the baseline is A itself."""
-    cfg = load_config("pix2pix", ["model.ngf=4", "model.num_downs=3"])
-    spec = generator_spec(cfg, 3, 3)
-    torch.manual_seed(0)
-    save_generator(tmp_path / "run" / "G_AtoB.safetensors", build_generator(spec["arch"], **spec["kwargs"]), spec, cfg, "AtoB")
+    save_run(tmp_path / "run", ["model.ngf=4", "model.num_downs=3"], preset="pix2pix")
     data_dir, a_imgs, b_imgs = tmp_path / "data", [], []
     for name, img in PHOTOS.items():
         b = np.asarray(Image.fromarray(img).resize((48, 40)))
@@ -149,3 +140,24 @@ def test_paired_model_reads_a_and_b(tmp_path, layout):
     rows = {row["name"]: row for row in json.loads(out.read_text())["rows"]}
     assert rows["model"]["images"] == 4
     assert rows["baseline (input)"]["psnr"] == pytest.approx(np.mean([psnr(a, b) for a, b in zip(a_imgs, b_imgs)]))
+
+
+def test_sketch_model_derives_its_inputs_with_the_cards_extractor(tmp_path):
+    """A sketch2photo model's inputs are line drawings made by the extractor its card's config
+    names (data.sketch, here canny, not the default xdog): the baseline row scores them."""
+    from img2img.data.derived import make_sketcher
+
+    save_run(tmp_path / "run", ["model.ngf=4", "model.num_downs=3", "data.sketch=canny"], preset="sketch2photo")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    arrays = []
+    for name, img in PHOTOS.items():
+        arrays.append(np.asarray(Image.fromarray(img).resize((48, 40))))
+        Image.fromarray(arrays[-1]).save(photos / f"{name}.png")
+    out = tmp_path / "s.json"
+    r = invoke("--model", str(tmp_path / "run"), "--data", str(photos), "--json", str(out), "--no-fid")
+    assert r.exit_code == 0, r.output
+    baseline = {row["name"]: row for row in json.loads(out.read_text())["rows"]}["baseline (input)"]
+    sketch = make_sketcher("canny")
+    expected = [psnr(np.repeat(sketch(a)[:, :, None], 3, 2), a) for a in arrays]
+    assert baseline["psnr"] == pytest.approx(np.mean(expected))

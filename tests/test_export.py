@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -13,33 +11,18 @@ from PIL import Image
 from skimage import data
 from torch.nn import functional as F
 
+from conftest import save_run
 from img2img import Img2ImgError
-from img2img.checkpoint import generator_spec, load_generator, save_generator
+from img2img.card import read_onnx_card
+from img2img.checkpoint import generator_card, load_generator
 from img2img.config import load_config
-from img2img.export import PixelShuffleUpConv, export_onnx, read_onnx_card, rewrite_upsampling
+from img2img.export import PixelShuffleUpConv, export_onnx, plain_upsampling, rewrite_upsampling
+from img2img.io import NORMALIZATION
 from img2img.nets.generators import build_generator
 from img2img.nets.layers import UpConv
-from img2img.runtime import NORMALIZATION, ModelCard
 
 RESNET = ["model.generator=resnet", "model.ngf=8", "model.n_blocks=1", "data.load_size=72", "data.crop_size=64"]
 UNET = ["model.generator=unet", "model.ngf=4", "model.num_downs=4", "model.norm_g=batch", "model.dropout=0.5"]
-
-
-def save_run(run_dir: Path, overrides: list[str], seed: int = 0) -> Path:
-    """A run directory with tiny generator(s) saved the way training saves them."""
-    cfg = load_config(None, overrides)
-    spec = generator_spec(cfg, cfg.model.input_nc, cfg.model.output_nc)
-    directions = ["AtoB", "BtoA"] if cfg.method == "cyclegan" else ["AtoB"]
-    for i, direction in enumerate(directions):
-        torch.manual_seed(seed + i)
-        net = build_generator(spec["arch"], **spec["kwargs"])
-        if cfg.model.norm_g == "batch":  # non-trivial running statistics, as after training
-            for m in net.modules():
-                if isinstance(m, torch.nn.BatchNorm2d):
-                    m.running_mean.uniform_(-0.2, 0.2)
-                    m.running_var.uniform_(0.5, 2.0)
-        save_generator(run_dir / f"G_{direction}.safetensors", net, spec, cfg, direction)
-    return run_dir
 
 
 def photo_batch(channels: int, h: int, w: int) -> torch.Tensor:
@@ -68,8 +51,11 @@ def test_reflect_pad_of_upsampled_is_upsampled_replicate_pad():
 
 @pytest.mark.parametrize("size", [(1, 1), (2, 3), (7, 10)])
 def test_pixel_shuffle_upconv_equals_upconv(size):
+    """Against the plain form, resize + reflect-pad + 3x3 conv (UpConv's own nearest forward
+    computes the sub-pixel form too)."""
     torch.manual_seed(0)
     up = UpConv(5, 3, "nearest", bias=True).double()
+    up.subpixel = False
     ps = PixelShuffleUpConv.from_upconv(up)
     assert ps.conv.kernel_size == (2, 2) and ps.conv.out_channels == 12
     x = torch.randn(2, 5, *size, dtype=torch.float64)
@@ -81,14 +67,16 @@ def test_pixel_shuffle_upconv_equals_upconv(size):
 
 @pytest.mark.parametrize("overrides", [RESNET, [*UNET, "model.norm_g=instance"]], ids=["resnet", "unet"])
 def test_rewritten_generator_matches_on_real_photos(overrides):
-    cfg = load_config(None, overrides)
-    spec = generator_spec(cfg, 3, 3)
-    net = build_generator(spec["arch"], **spec["kwargs"]).eval()
+    spec = load_config(None, overrides).model.generator_spec()
+    net = spec.build().eval()
     new, count = rewrite_upsampling(net)
-    assert count == 2 if spec["arch"] == "resnet" else count == 4
+    assert count == (2 if spec.arch == "resnet" else 4)
     assert not any(isinstance(m, UpConv) for m in new.modules())
+    plain = plain_upsampling(net)
+    assert all(not m.subpixel for m in plain.modules() if isinstance(m, UpConv))
     x = photo_batch(3, 64, 96)
     with torch.no_grad():
+        assert (new(x) - plain(x)).abs().max() < 1e-5
         assert (new(x) - net(x)).abs().max() < 1e-5
 
 
@@ -128,7 +116,7 @@ def test_export_matches_pytorch_on_real_photos(tmp_path, overrides, multiple):
         assert np.abs(got - ref).max() < 1e-4
 
     # The model card survives the round trip and is what ONNX Runtime alone shows a web UI.
-    assert read_onnx_card(result.path) == card == ModelCard.from_generator_file(run / "G_AtoB.safetensors")
+    assert read_onnx_card(result.path) == card == generator_card(run / "G_AtoB.safetensors")
     assert card.normalization == NORMALIZATION == "[-1,1]: x/127.5-1"
     meta = session.get_modelmeta()
     assert meta.custom_metadata_map["upsample_rewrite"] == "pixel_shuffle"
@@ -137,9 +125,24 @@ def test_export_matches_pytorch_on_real_photos(tmp_path, overrides, multiple):
         assert (card.method, card.direction, card.task) == ("pix2pix", "AtoB", "sketch2photo")
         assert (card.input_channels, card.output_channels, card.train_size, card.min_size) == (1, 3, 64, 8)
         assert meta.custom_metadata_map["task"] == "sketch2photo"
-        assert "sketch2photo" in card.description and "shoes" in card.description
+        assert "sketch2photo" in card.description and card.name == "shoes" and "'shoes'" in card.description
     else:
         assert (card.task, card.input_channels, card.train_size, card.min_size) == ("paired", 3, 256, 16)
+
+
+def test_no_pixel_shuffle_exports_the_plain_form(tmp_path):
+    """--no-pixel-shuffle: resize + 3x3 conv in the graph (no sub-pixel convolution), still
+    matching PyTorch; the default has DepthToSpace (PixelShuffle) and no resize."""
+    run = save_run(tmp_path / "run", RESNET)
+    ops = {}
+    for shuffle in (True, False):
+        result = export_onnx(run, tmp_path / f"{shuffle}.onnx", pixel_shuffle=shuffle)
+        assert result.max_abs_diff < 1e-4
+        ops[shuffle] = {n.op_type for n in onnx.load(str(result.path)).graph.node}
+        kernels = {tuple(i.dims[2:]) for i in onnx.load(str(result.path)).graph.initializer if len(i.dims) == 4}
+        assert ((2, 2) in kernels) == shuffle  # the folded 2x2 kernels only in the rewrite
+    assert "DepthToSpace" in ops[True] and "Resize" not in ops[True]
+    assert "Resize" in ops[False] and "DepthToSpace" not in ops[False]
 
 
 def test_cyclegan_exports_the_asked_direction(tmp_path):

@@ -34,15 +34,31 @@ def test_injected_nan_is_recorded_and_stops(tmp_path, data_root, log):
     assert not (tmp_path / "run/last.pt").exists()  # nothing bad was saved
 
 
-def test_gradient_and_mode_collapse_signs_need_a_whole_window():
-    m = HealthMonitor(window=4, grad_limit=100)
-    assert not any(m.update(s, {"G_grad": 500.0}) for s in range(3))  # one window not yet full
-    (f,) = m.update(3, {"G_grad": 500.0})
-    assert f.kind == "g_gradient" and "lr_g" in f.hint
-    assert not m.update(4, {"G_grad": 500.0})  # re-armed: at most once per window
+def test_gradient_sign_is_a_jump_against_the_runs_own_history():
+    m = HealthMonitor(window=20, grad_jump=10, d_keys=("D",))
+    # Large but steady gradients (pix2pix's lambda_L1 = 100 gives 120-370) are normal.
+    for s in range(200):
+        assert not m.update(s, {"G_grad": 150.0 + 100 * (s % 3), "D": 0.5})
+    assert not m.update(200, {"G_grad": 5000.0})  # one outlier step is not a jump
+    found = [f for s in range(201, 210) for f in m.update(s, {"G_grad": 5000.0})]
+    assert [f.kind for f in found] == ["g_gradient"] and "running median" in found[0].message and "lr_g" in found[0].hint
+    assert not any(m.update(s, {"G_grad": 250.0}) for s in range(210, 260))  # back to normal: nothing more
+
+
+def test_mode_collapse_and_d_signs_need_a_whole_window():
+    m = HealthMonitor(window=4, grad_jump=10, d_keys=("D_A",))
     for s in range(4):
-        found = m.update(10 + s, {"diversity": 0.01, "D": 0.5})
+        found = m.update(10 + s, {"diversity": 0.01, "D_A": 0.5, "D": 0.0})  # "D" is not a D key of this method
     assert [f.kind for f in found] == ["mode_collapse"]
+    for s in range(4):
+        found = m.update(20 + s, {"D_A": 0.001})
+    assert [f.kind for f in found] == ["d_collapse"]
+
+
+def test_a_normal_pix2pix_run_raises_nothing(tmp_path, data_root, log):
+    cfg = load_config("pix2pix", [*TINY, "train.max_steps=60", "train.health_window=20"])
+    train(cfg, data_root / "paired", tmp_path / "run", CPU, log, progress=False)
+    assert not (tmp_path / "run/health.json").exists()
 
 
 def test_batch_diversity():

@@ -21,7 +21,7 @@ import PIL
 import pytest
 from PIL import Image
 
-from conftest import TINY
+from conftest import TINY, photo
 from img2img.config import load_config
 from img2img.data.datasets import build_dataset
 from img2img.data.images import ImageReadError, load_image
@@ -190,3 +190,41 @@ def test_dataset_skips_broken_files_once_and_strict_fails(pillow_images, tmp_pat
     strict = load_config("colorization", [*TINY, "data.load_size=48", "data.strict=true"]).data
     with pytest.raises(ImageReadError, match="broken"):
         build_dataset(strict, folder, seed=0, log=log)
+
+
+def _float_tiff(path, values):
+    Image.fromarray(values.astype(np.float32), mode="F").save(path)
+    return path
+
+
+def test_float_images_scale_by_a_rule_outliers_cannot_defeat(tmp_path):
+    """A float32 TIFF (a real photo's luma in [0, 1]) keeps its picture whatever else it holds."""
+    luma = np.asarray(photo("coffee", 64).convert("L"), np.float64) / 255
+    expected = np.round(luma * 255)
+    plain = np.asarray(load_image(_float_tiff(tmp_path / "unit.tif", luma)))[:, :, 0]
+    assert np.abs(plain - expected).max() <= 1
+    # One huge pixel: the percentile stretch keeps the photo (correlation near 1), not a black frame.
+    spiked = luma.copy()
+    spiked[0, 0] = 1e30
+    out = np.asarray(load_image(_float_tiff(tmp_path / "spike.tif", spiked)))[:, :, 0].astype(float)
+    assert out.mean() > 40 and np.corrcoef(out[1:].ravel(), expected[1:].ravel())[0, 1] > 0.99
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_float_images_with_non_finite_pixels_are_refused(tmp_path, bad):
+    luma = np.asarray(photo("coffee", 32).convert("L"), np.float64) / 255
+    luma[3, 3] = bad
+    with pytest.raises(ImageReadError, match=r"nan.tif|inf.tif") as e:
+        load_image(_float_tiff(tmp_path / ("nan.tif" if np.isnan(bad) else "inf.tif"), luma))
+    assert "1 NaN or infinite pixel(s)" in str(e.value)
+
+
+def test_the_pixel_limit_is_ours_not_pillows(tmp_path):
+    """Pillow's own guard (89.5 Mpx) would refuse a 9500 x 9500 image; our limit of 100 Mpx decides."""
+    from img2img.data.images import MAX_PIXELS
+
+    assert MAX_PIXELS == 100_000_000
+    Image.new("L", (9500, 9500), 128).save(tmp_path / "big.png", compress_level=1)
+    assert load_image(tmp_path / "big.png").size == (9500, 9500)
+    with pytest.raises(ImageReadError, match="90.2 megapixels, over the limit of 90 megapixels"):
+        load_image(tmp_path / "big.png", max_pixels=90_000_000)

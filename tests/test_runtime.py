@@ -1,4 +1,5 @@
-"""The Translator: both backends, any size and mode, grey-input models, tiling."""
+"""The Translator (img2img.runtime): both backends, any size and mode, grey-input models, tiling
+through each backend. The tiling arithmetic itself is tested in test_runtime_tiling.py."""
 
 from __future__ import annotations
 
@@ -15,24 +16,15 @@ import torch
 from PIL import Image
 from skimage import data
 
+from conftest import save_run
 from img2img import Img2ImgError, metrics
-from img2img.checkpoint import generator_spec, save_generator
-from img2img.config import load_config
+from img2img.devices import cuda_usable
 from img2img.export import export_onnx
 from img2img.nets.generators import build_generator
-from img2img.runtime import Translator, blend_weights, cuda_usable, restore_luminance, tile_starts
+from img2img.runtime import Translator
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_RESNET = ["model.ngf=8", "model.n_blocks=1", "data.crop_size=64", "data.load_size=72"]
-
-
-def save_run(run_dir: Path, overrides: list[str], net: torch.nn.Module | None = None, seed: int = 0) -> Path:
-    cfg = load_config(None, overrides)
-    spec = generator_spec(cfg, cfg.model.input_nc, cfg.model.output_nc)
-    torch.manual_seed(seed)
-    net = net or build_generator(spec["arch"], **spec["kwargs"])
-    save_generator(run_dir / "G_AtoB.safetensors", net, spec, cfg, "AtoB")
-    return run_dir
 
 
 def photo(name: str, size: tuple[int, int] | None = None) -> Image.Image:
@@ -131,46 +123,7 @@ def test_grey_input_model_gets_luma(tmp_path):
     assert np.abs(np.asarray(raw.convert("L")).astype(int) - grey).mean() > 10
 
 
-def test_restore_luminance_keeps_chroma():
-    """On a real photo: its own luma gives it back; another luma keeps its Cb and Cr."""
-    rgb = np.asarray(photo("coffee", (64, 48)))
-    grey = np.asarray(Image.fromarray(rgb).convert("L"))
-    assert np.abs(restore_luminance(grey, rgb).astype(int) - rgb).max() <= 1
-    other = np.asarray(photo("astronaut", (64, 48)).convert("L"))
-    out = restore_luminance(other, rgb)
-
-    def cbcr(a: np.ndarray) -> np.ndarray:
-        return np.asarray(Image.fromarray(a).convert("YCbCr"), dtype=int)[:, :, 1:]
-
-    assert np.abs(np.asarray(Image.fromarray(out).convert("L")).astype(int) - other).max() <= 1  # luma: exact
-    # Chroma: the same where it fits the gamut; elsewhere scaled down, keeping the hue angle.
-    d_out, d_in = cbcr(out) - 128, cbcr(rgb) - 128
-    fits = np.abs(d_out - d_in).max(axis=2) <= 2
-    assert fits.mean() > 0.5
-    strong = ~fits & (np.hypot(*d_in.transpose(2, 0, 1)) > 10) & (np.hypot(*d_out.transpose(2, 0, 1)) > 5)
-    angle = lambda d: np.arctan2(d[..., 1], d[..., 0])  # noqa: E731
-    assert np.abs(np.angle(np.exp(1j * (angle(d_out[strong]) - angle(d_in[strong]))))).mean() < 0.15
-
-
 # ---------------------------------------------------------------------------- tiling
-
-
-@pytest.mark.parametrize(
-    "length,tile,overlap,multiple",
-    [(600, 256, 64, 4), (608, 256, 64, 16), (1000, 128, 32, 8), (100, 128, 32, 4), (4096, 1024, 256, 256), (2560, 512, 128, 256)],
-)
-def test_tiles_cover_align_and_blend_to_one(length, tile, overlap, multiple):
-    starts = tile_starts(length, tile, overlap, multiple)
-    t = min(tile, length)
-    assert starts[0] == 0 and starts[-1] + t == length
-    assert all(s % multiple == 0 for s in starts)
-    assert all(b - a <= max(t - overlap, multiple) for a, b in zip(starts, starts[1:]))  # overlap kept
-    weights = blend_weights(length, t, starts, overlap)
-    total = np.zeros(length)
-    for s, w in zip(starts, weights):
-        assert w.min() > 0
-        total[s : s + t] += w
-    np.testing.assert_allclose(total, 1.0, atol=1e-6)
 
 
 def train_tiny_unet(steps: int = 60) -> torch.nn.Module:
@@ -221,6 +174,7 @@ def test_tiled_batchnorm_unet_is_nearly_exact(tmp_path):
     img = photo("coffee", (300, 200))
     whole = Translator(run, tile=None).translate([img])[0]
     tiled = Translator(run, tile=128, batch_size=4).translate([img])[0]
+    assert tiled.size == whole.size and not np.array_equal(np.asarray(tiled), np.asarray(whole))  # it was tiled
     assert psnr(tiled, whole) > 45
 
 
@@ -232,6 +186,9 @@ def test_onnx_shared_statistics_tiling_matches_torch(resnet):
     a = Translator(onnx_path, tile=128).translate([img])[0]
     b = Translator(run, tile=128).translate([img])[0]
     assert np.abs(np.asarray(a, int) - np.asarray(b, int)).max() <= 2
+    # Both were tiled: the whole-image pass differs from them by far more than they differ.
+    whole = Translator(onnx_path, tile=None).translate([img])[0]
+    assert np.abs(np.asarray(a, int) - np.asarray(whole, int)).max() > 10
 
 
 # ---------------------------------------------------------------------------- errors and devices
@@ -257,11 +214,25 @@ def test_errors(resnet, tmp_path):
 @pytest.mark.skipif(cuda_usable(), reason="checks the CPU-only path")
 def test_cpu_only_machine_uses_cpu_provider_quietly(resnet, capfd):
     tr = Translator(resnet[1], device="auto", threads=1)
-    assert tr.device == "cpu" and tr._backend.session.get_providers() == ["CPUExecutionProvider"]
+    assert tr.device == "cpu" and tr.providers == ("CPUExecutionProvider",)
     tr.translate([photo("coffee", (40, 40))])
     assert capfd.readouterr().err == ""  # no provider error spam
-    with pytest.raises(Img2ImgError, match="CUDA is not usable"):
-        Translator(resnet[1], device="cuda")
+    for model in resnet:  # both backends refuse alike
+        with pytest.raises(Img2ImgError, match="no CUDA GPU is usable here"):
+            Translator(model, device="cuda")
+    torch_tr = Translator(resnet[0], device="auto")
+    assert torch_tr.device == "cpu" and torch_tr.providers == ()
+
+
+@pytest.mark.skipif(not cuda_usable(), reason="needs a CUDA GPU")
+def test_cuda_runs_both_backends_alike(resnet):
+    img = photo("astronaut", (300, 200))
+    ort_gpu = Translator(resnet[1], device="cuda", tile=128)
+    torch_gpu = Translator(resnet[0], device="cuda", tile=128)
+    assert ort_gpu.device == torch_gpu.device == "cuda" and ort_gpu.providers[0] == "CUDAExecutionProvider"
+    cpu = np.asarray(Translator(resnet[1], device="cpu", tile=128).translate([img])[0], int)
+    for tr in (ort_gpu, torch_gpu):
+        assert np.abs(np.asarray(tr.translate([img])[0], int) - cpu).max() <= 2
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ from PIL import Image
 from skimage import data
 from typer.testing import CliRunner
 
-from img2img.app import SessionCache, build_app, discover_models, launch_app
+from img2img.app import TAB_TASKS, SessionCache, build_app, discover_models, launch_app
 from img2img.cli import app
 from img2img.data.derived import luminance, xdog
 from img2img.runtime import Translator
@@ -51,7 +51,7 @@ def test_each_model_ships_complete(name):
 def test_shipped_models_are_small_and_found_by_the_ui():
     total = sum(p.stat().st_size for p in CHECKPOINTS.rglob("*") if p.is_file())
     assert total < 100e6, f"checkpoints/ holds {total / 1e6:.0f} MB"
-    by_tab, skipped = discover_models(CHECKPOINTS)
+    by_tab, skipped = discover_models(CHECKPOINTS, TAB_TASKS)
     assert skipped == []
     assert [g.name for g in by_tab["colorization"]] == ["colorization"]
     assert [g.name for g in by_tab["sketch"]] == ["sketch2photo"]

@@ -57,7 +57,7 @@ def test_cli_trains_and_writes_the_run_directory(tmp_path, data_root, preset, fo
 def test_colorization_and_sketch_presets_train(tmp_path, data_root, log):
     for preset in ("colorization", "sketch2photo"):
         cfg = load_config(preset, [*TINY, "train.max_steps=2", f"data.root={data_root / 'photos'}"])
-        assert train(cfg, data_root / "photos", tmp_path / preset, CPU, log, progress=False) == 2
+        assert train(cfg, data_root / "photos", tmp_path / preset, CPU, log, progress=False).step == 2
         g = load_generator(tmp_path / preset / "G_AtoB.safetensors")
         assert g(torch.zeros(1, 1, 32, 32)).shape == (1, 3, 32, 32)
 
@@ -124,11 +124,83 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path, data_root, targe
     else:
         os.killpg(proc.pid, signal.SIGTERM)
     rest = proc.stderr.read()
-    assert proc.wait(timeout=60) == 0, rest
-    assert "Traceback" not in rest and "SIGTERM received" in rest and "--resume" in rest
-    step = load_state(run / "last.pt")["step"]
-    assert 0 < step < 100000
-    assert load_generator(run / "G_AtoB.safetensors") is not None
+    assert proc.wait(timeout=60) == 128 + signal.SIGTERM, rest  # 143: a scheduler sees the stop
+    assert "Traceback" not in rest and "SIGTERM received" in rest
+    assert f"img2img train --run-dir {run} --resume" in rest  # the exact command to continue
+    state = load_state(run / "last.pt")
+    assert 0 < state["step"] < 100000
+    # The generator file holds the weights of the checkpointed step.
+    saved = load_generator(run / "G_AtoB.safetensors").state_dict()
+    nets = state["method"]["nets"]["G"]
+    assert saved.keys() == nets.keys() and all(torch.equal(saved[k], nets[k]) for k in saved)
+
+
+SLOW_STEPS = """
+import sys, time
+import img2img.train
+step = img2img.train.Training.step
+def slow(self, *args):
+    time.sleep(0.5)  # a long step: both Ctrl-C land inside it
+    return step(self, *args)
+img2img.train.Training.step = slow
+from img2img.cli import main
+sys.argv = ["img2img", *sys.argv[1:]]
+main()
+"""
+
+
+def test_double_ctrl_c_aborts_with_a_line(tmp_path, data_root):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SLOW_STEPS, "train", "-c", "pix2pix", "--data", str(data_root / "paired"), "--run-dir",
+         str(tmp_path / "run"), "--max-steps", "100000", "--no-progress", *sets([*TINY, "train.checkpoint_every=1000000"])],
+        stderr=subprocess.PIPE, text=True, env=env,
+    )
+    for line in proc.stderr:
+        if "training pix2pix" in line:
+            break
+    time.sleep(1.2)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=60) == 130, rest
+    assert "SIGINT received" in rest and rest.rstrip().endswith("img2img: aborted"), rest
+    assert "Traceback" not in rest and not (tmp_path / "run/last.pt").exists()
+
+
+def test_a_data_folder_named_like_a_number_trains(tmp_path, data_root):
+    """--data is a path: typed options go into the config as they are, never re-parsed as YAML."""
+    import shutil
+
+    shutil.copytree(data_root / "paired", tmp_path / "2024")
+    r = cli("train", "-c", "pix2pix", "--data", "2024", "--run-dir", "run", "--max-steps", 2, "--no-progress",
+            *sets(TINY), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "data:\n  kind: paired\n  root: '2024'" in (tmp_path / "run/config.yaml").read_text()
+    # A finished run says what to do next.
+    assert "img2img export run -o run/pix2pix.onnx" in r.stderr and "img2img serve --models run" in r.stderr
+
+
+def test_start_up_names_the_device_and_a_long_cpu_run_names_the_cpu_preset(tmp_path, data_root):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "img2img", "train", "-c", "colorization", "--data", str(data_root / "photos"), "--run-dir",
+         str(tmp_path / "run"), "--max-steps", "100000000", "--no-progress", *sets([*TINY, "train.checkpoint_every=1000000"])],
+        stderr=subprocess.PIPE, text=True, env=env,
+    )
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if "over a day" in line or len(seen) > 50:
+            break
+    proc.send_signal(signal.SIGTERM)
+    seen.append(proc.stderr.read())
+    proc.wait(timeout=60)
+    text = "".join(seen)
+    assert "device CPU:" in text and "thread" in text and "native bf16" in text
+    assert "s/step" in text and "ETA" in text
+    assert "The preset colorization-cpu is sized for a CPU" in text and "--config colorization-cpu" in text
 
 
 def _make_user_error(kind: str, tmp_path: Path, data_root: Path) -> list:

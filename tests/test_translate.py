@@ -1,5 +1,5 @@
-"""`img2img translate`: folders, globs and files of real photos in mixed sizes and modes, with a
-corrupt file and a text file among them."""
+"""`img2img translate` (img2img.batch): folders, globs and files of real photos in mixed sizes
+and modes, with a corrupt file and a text file among them."""
 
 from __future__ import annotations
 
@@ -10,17 +10,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from skimage import data
 from typer.testing import CliRunner
 
-from img2img.checkpoint import generator_spec, save_generator
+from conftest import save_run
+from img2img.batch import collect_inputs, output_paths, save_image
 from img2img.cli import app
-from img2img.config import load_config
 from img2img.export import export_onnx
-from img2img.nets.generators import build_generator
-from img2img.runtime import collect_inputs, output_paths
+from img2img.runtime import Translator
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -29,11 +27,8 @@ REPO = Path(__file__).resolve().parent.parent
 def model(tmp_path_factory) -> tuple[Path, Path]:
     """(run dir, exported .onnx) of a tiny generator."""
     root = tmp_path_factory.mktemp("model")
-    cfg = load_config(None, ["model.ngf=4", "model.n_blocks=1"])
-    spec = generator_spec(cfg, 3, 3)
-    torch.manual_seed(0)
-    save_generator(root / "run" / "G_AtoB.safetensors", build_generator(spec["arch"], **spec["kwargs"]), spec, cfg, "AtoB")
-    return root / "run", export_onnx(root / "run", root / "g.onnx").path
+    run = save_run(root / "run", ["model.ngf=4", "model.n_blocks=1"])
+    return run, export_onnx(run, root / "g.onnx").path
 
 
 @pytest.fixture
@@ -103,11 +98,17 @@ def test_globs_files_jpg_and_torch_backend(model, photos, tmp_path):
         "astronaut.jpg": (97, 83), "camera_grey.jpg": (45, 61), "sub/deeper/chelsea_rgba.jpg": (64, 50), "coffee.jpg": (120, 80),
     }  # fmt: skip
     assert "torch on cpu" in result.stdout
+    # The files were translated in 64 px tiles: what the Translator gives with those tiles,
+    # saved the same way, and not what a whole-image pass gives.
+    src = Image.open(photos / "sub" / "coffee.jpg")
+    tiled = Translator(model[0], tile=64).translate([src])[0]
+    whole = Translator(model[0], tile=None).translate([src])[0]
+    save_image(tiled, tmp_path / "expected.jpg", "jpg")
+    assert (out / "coffee.jpg").read_bytes() == (tmp_path / "expected.jpg").read_bytes()
+    assert not np.array_equal(np.asarray(tiled), np.asarray(whole))
 
 
 def test_all_good_exits_zero_and_matches_the_translator(model, photos, tmp_path):
-    from img2img.runtime import Translator
-
     out = tmp_path / "out"
     result = invoke("--model", str(model[1]), "-i", str(photos / "astronaut.png"), "-o", str(out))
     assert result.exit_code == 0, result.output
@@ -118,6 +119,11 @@ def test_all_good_exits_zero_and_matches_the_translator(model, photos, tmp_path)
 def test_nothing_to_do_is_an_error(model, tmp_path):
     result = invoke("--model", str(model[1]), "--input", str(tmp_path / "missing"), "--output", str(tmp_path / "o"))
     assert result.exit_code != 0 and "no such file or folder" in str(result.exception)
+
+
+def test_unknown_format_is_refused_before_the_model_loads(tmp_path):
+    result = invoke("--model", str(tmp_path / "missing.onnx"), "-i", str(tmp_path), "-o", str(tmp_path / "o"), "--format", "gif")
+    assert result.exit_code != 0 and "unknown output format 'gif'; choose png or jpg" in str(result.exception)
 
 
 def test_output_name_collisions_keep_both(tmp_path):

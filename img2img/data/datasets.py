@@ -20,6 +20,7 @@ from img2img import Img2ImgError
 from img2img.config import DataConfig
 from img2img.data.derived import SketchCache, Sketcher, file_digest, luminance, make_sketcher
 from img2img.data.images import ImageReadError, list_images, load_image
+from img2img.io import split_ab
 from img2img.data.transforms import build_transform, compose, geometric_steps, jitter_steps, resize_steps, to_tensor
 
 if TYPE_CHECKING:
@@ -120,9 +121,7 @@ class PairedDataset(_Augmented):
     def _item(self, key: int) -> dict[str, torch.Tensor]:
         first, second = self.pairs[key % len(self.pairs)]
         if second is None:
-            ab = self._load(first, width_factor=2)
-            half = ab.shape[1] // 2
-            a, b = ab[:, :half], ab[:, half : 2 * half]
+            a, b = split_ab(self._load(first, width_factor=2))
         else:
             a, b = self._load(first), self._load(second)
             if a.shape != b.shape:
@@ -144,6 +143,10 @@ class DerivedPairDataset(_Augmented):
                          extractor and size) -> the same crop + flip on A and B
                          -> colour jitter on B only (lines barely depend on colour, and
                          jittering first would defeat the cache)
+        sketch with preprocess=scale_crop: crop (resized) + flip -> A = sketch of the crop
+                         (not cached) -> colour jitter on B. The crop is rescaled, so lines
+                         drawn before it would be thinned or thickened; drawn after, they are
+                         as thin as the extractor draws them on any image at inference.
     """
 
     def __init__(self, photos: list[Path], cfg: DataConfig, seed: int, log: logging.Logger,
@@ -155,7 +158,9 @@ class DerivedPairDataset(_Augmented):
         self.crop_one = compose(geometric_steps(cfg))
         self.crop_pair = compose(geometric_steps(cfg), paired=True)
         size = cfg.load_size if cfg.preprocess == "resize_and_crop" else None
-        self.cache = SketchCache(cache_root, sketcher, size, log) if sketcher is not None and cache_root is not None else None
+        self.draw_after_crop = cfg.preprocess == "scale_crop"
+        cached = sketcher is not None and cache_root is not None and not self.draw_after_crop
+        self.cache = SketchCache(cache_root, sketcher, size, log) if cached else None
         self.sketcher = sketcher
 
     def __len__(self) -> int:
@@ -180,6 +185,10 @@ class DerivedPairDataset(_Augmented):
             b = self._run(self.crop_one, rng, image=b)["image"]
             b = self._run(self.jitter, rng, image=b)["image"]
             a = luminance(b)
+        elif self.draw_after_crop:
+            b = self._run(self.crop_one, rng, image=b)["image"]
+            a = self.sketcher(b)
+            b = self._run(self.jitter, rng, image=b)["image"]
         else:
             a = self.cache.get(file_digest(data), b) if self.cache is not None else self.sketcher(b)
             out = self._run(self.crop_pair, rng, image=a, target=b)

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import ClassVar, Protocol
@@ -20,6 +18,7 @@ import cv2
 import numpy as np
 
 from img2img import Img2ImgError
+from img2img.io import atomic_write
 
 # Bump when an extractor's algorithm changes in a way its parameters do not show.
 SKETCH_CACHE_VERSION = 1
@@ -169,21 +168,12 @@ class SketchCache:
         return drawing
 
     def _store(self, path: Path, drawing: np.ndarray) -> None:
-        tmp = None
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
             ok, png = cv2.imencode(".png", drawing)
             if not ok:
                 raise OSError("PNG encoding failed")
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=path.parent)
-            if hasattr(os, "fchmod"):
-                os.fchmod(fd, 0o644)  # mkstemp makes 0600; others sharing the data may read the cache
-            with os.fdopen(fd, "wb") as f:
-                f.write(png.tobytes())
-            os.replace(tmp, path)
+            atomic_write(path, lambda tmp: tmp.write_bytes(png.tobytes()))
         except OSError as e:
             self.writable = False
             self.log.warning("cannot write the sketch cache in %s (%s); sketches will be recomputed each time "
                              "(set data.cache_dir to a writable folder)", self.folder, e)
-            if tmp is not None:
-                Path(tmp).unlink(missing_ok=True)

@@ -5,7 +5,9 @@ What load_image guarantees, whatever the file holds:
 - grey, 1-bit, palette, CMYK, Lab and YCbCr go through PIL's converters to RGB;
 - transparency (an alpha channel, a palette's transparent entries, or a grey/RGB PNG's tRNS
   colour) is composited on white;
-- 16-bit and 32-bit integer images are scaled by 255/65535; float images in [0, 1] by 255;
+- 16-bit and 32-bit integer images are scaled by 255/65535; float images by a rule that single
+  outliers cannot defeat (see _float_to_8bit); NaN or infinite pixels are refused;
+- images above MAX_PIXELS are refused from their header, before anything is decoded;
 - a file that cannot be decoded (corrupt, truncated, not an image, too large) raises
   ImageReadError, whose message starts with the path.
 """
@@ -22,8 +24,10 @@ from PIL import Image, ImageOps
 from img2img import Img2ImgError
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"}
-# Decompression-bomb guard: refuse anything above this many pixels (a 16k x 16k photo).
-MAX_PIXELS = 16384 * 16384
+# Decompression-bomb guard: refuse anything above this many pixels (100 Mpx, e.g. 10000 x 10000),
+# checked from the header. It replaces Pillow's own warning at 89.5 Mpx; Pillow's hard error at
+# 179 Mpx stays above it. The web UI sets a lower limit of its own.
+MAX_PIXELS = 100_000_000
 
 
 class ImageReadError(Img2ImgError):
@@ -46,14 +50,27 @@ def list_images(folder: Path) -> list[Path]:
     )
 
 
+def _float_to_8bit(a: np.ndarray) -> np.ndarray:
+    """A float image's values -> 0..255. In [0, 1]: x 255; in [0, 255]: as is; any other range:
+    the 0.1 and 99.9 percentiles are stretched to 0 and 255 (clipped), so one pixel of 1e30 cannot
+    turn the picture black. NaN and infinity have no meaning as a colour: refused."""
+    if not np.isfinite(a).all():
+        bad = int(a.size - np.isfinite(a).sum())
+        raise ValueError(f"the float image holds {bad} NaN or infinite pixel(s); save it with finite values")
+    lo, hi = float(a.min(initial=0.0)), float(a.max(initial=0.0))
+    if lo >= 0 and hi <= 1:
+        return a * 255.0
+    if lo >= 0 and hi <= 255:
+        return a
+    p_lo, p_hi = np.percentile(a, [0.1, 99.9])
+    return (a - p_lo) * (255.0 / max(p_hi - p_lo, 1e-12))
+
+
 def _to_8bit(img: Image.Image) -> Image.Image:
-    """Integer modes deeper than 8 bits ("I;16*", "I") -> "L" by x * 255 / 65535; "F" in [0, 1]
-    -> x * 255 (other float ranges are clipped to [0, 255])."""
+    """Integer modes deeper than 8 bits ("I;16*", "I") -> "L" by x * 255 / 65535; "F" by
+    _float_to_8bit."""
     a = np.asarray(img, dtype=np.float64)
-    if img.mode == "F":
-        a = a * 255.0 if a.max(initial=0.0) <= 1.0 else a
-    else:
-        a = a * (255.0 / 65535.0)
+    a = _float_to_8bit(a) if img.mode == "F" else a * (255.0 / 65535.0)
     return Image.fromarray(np.clip(a + 0.5, 0, 255).astype(np.uint8), "L")
 
 
@@ -108,11 +125,13 @@ def load_image(path: Path | str, max_pixels: int = MAX_PIXELS, data: bytes | Non
     path = Path(path)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Our own limit, checked below from the header, replaces Pillow's bomb warning.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data) if data is not None else path) as img:
                 if img.width * img.height > max_pixels:
                     raise ImageReadError(
-                        f"{path}: {img.width}x{img.height} has more than {max_pixels} pixels; downscale it first", path
+                        f"{path}: {img.width}x{img.height} is {img.width * img.height / 1e6:.3g} megapixels, over the "
+                        f"limit of {max_pixels / 1e6:g} megapixels; downscale it first", path
                     )
                 if draft is not None and img.format == "JPEG":
                     # Orientation 5-8 swap width and height: ask for the larger side in both.

@@ -23,6 +23,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from img2img.config import DataConfig  # noqa: E402
+from img2img.io import from_unit, to_unit  # noqa: E402
 
 PAIRED_TARGETS = {"target": "image"}
 
@@ -40,7 +41,7 @@ def geometric_steps(cfg: DataConfig) -> list[A.BasicTransform]:
     horizontal flip (data.flip)."""
     size = cfg.crop_size
     crop = (
-        A.RandomResizedCrop((size, size), scale=(cfg.min_crop_scale, 1.0), interpolation=cv2.INTER_CUBIC, area_for_downscale="image")
+        A.RandomResizedCrop((size, size), scale=(cfg.min_crop_scale, cfg.max_crop_scale), interpolation=cv2.INTER_CUBIC, area_for_downscale="image")
         if cfg.preprocess == "scale_crop" else A.RandomCrop(size, size)
     )  # fmt: skip
     steps: list[A.BasicTransform] = [crop]
@@ -70,17 +71,11 @@ def compose(steps: list[A.BasicTransform], paired: bool = False) -> A.Compose | 
 
 
 def to_tensor(img: np.ndarray) -> torch.Tensor:
-    """HxW or HxWxC uint8 -> CxHxW float in [-1, 1] (x / 127.5 - 1)."""
-    # In numpy, not torch: tiny torch ops in a process whose OpenMP threads also train (or
-    # that OpenCV's thread pool competes with) can take 10x longer than the arithmetic.
-    if img.ndim == 2:
-        img = img[:, :, None]
-    x = np.ascontiguousarray(img.transpose(2, 0, 1), dtype=np.float32)
-    x /= np.float32(127.5)
-    x -= np.float32(1.0)
-    return torch.from_numpy(x)
+    """HxW or HxWxC uint8 -> CxHxW float in [-1, 1] (io.to_unit, in numpy: tiny torch ops in a
+    process whose OpenMP threads also train can take 10x longer than the arithmetic)."""
+    return torch.from_numpy(to_unit(img))
 
 
 def to_uint8(t: torch.Tensor) -> np.ndarray:
     """CxHxW in [-1, 1] -> HxWxC uint8 (inverse of to_tensor)."""
-    return ((t.detach().float().clamp(-1, 1) + 1) * 127.5 + 0.5).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    return from_unit(t.detach().float().cpu().numpy())

@@ -1,16 +1,27 @@
-"""Pieces both methods use: optimizers, the LR schedule, mixed precision, the image pool."""
+"""Pieces both methods use: optimizers, the LR schedule, mixed precision, the image pool, the
+discriminator built from a config, and batch-norm recalibration."""
 
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 from torch import nn
 
-from img2img.config import RunConfig
+from img2img import Img2ImgError
+from img2img.config import ModelConfig, RunConfig
+from img2img.devices import native_bf16
 from img2img.losses import ADVERSARIAL_LOSSES, AdversarialLoss
+from img2img.methods.base import STAT_DIVERSITY
+from img2img.nets import MultiScaleDiscriminator
+
+Wrap = Callable[[nn.Module], nn.Module]  # e.g. DDP; identity on one process
+
+
+def identity(net: nn.Module) -> nn.Module:
+    return net
 
 
 def unwrap(net: nn.Module) -> nn.Module:
@@ -33,9 +44,13 @@ def adversarial(cfg: RunConfig) -> AdversarialLoss:
     return ADVERSARIAL_LOSSES[cfg.loss.gan]
 
 
+def build_discriminator(m: ModelConfig, in_channels: int) -> MultiScaleDiscriminator:
+    return MultiScaleDiscriminator(in_channels, m.ndf, m.n_layers_d, m.norm_d, m.spectral_norm, m.num_scales_d)
+
+
 @dataclass
 class Amp:
-    """Mixed precision on CUDA: bf16 needs no loss scaling; fp16 uses one GradScaler per player."""
+    """Mixed precision: bf16 needs no loss scaling; fp16 (CUDA) uses one GradScaler per player."""
 
     device_type: str
     dtype: torch.dtype | None  # None = full precision
@@ -49,13 +64,29 @@ class Amp:
         return torch.amp.GradScaler(self.device_type, enabled=self.dtype == torch.float16)
 
 
-def choose_amp(mode: str, device: torch.device) -> Amp:
-    """auto: bf16 on GPUs that support it, else fp16; always full precision on CPU."""
-    if device.type != "cuda" or mode == "off":
+def choose_amp(mode: str, device: torch.device, cpu_bf16: str | None = None) -> Amp:
+    """CUDA, auto: bf16 on GPUs that support it, else fp16. CPU: bf16 only where the CPU has
+    native bf16 instructions (cpu_bf16: devices.native_bf16(), read from the CPU flags), for auto
+    and bf16 alike; emulated bf16 is slower than fp32, so auto then trains in full precision."""
+    if mode == "off":
         return Amp(device.type, None)
-    if mode == "auto":
-        mode = "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"
-    return Amp(device.type, torch.bfloat16 if mode == "bf16" else torch.float16)
+    if device.type == "cuda":
+        if mode == "auto":
+            mode = "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"
+        return Amp(device.type, torch.bfloat16 if mode == "bf16" else torch.float16)
+    if mode == "fp16":
+        raise Img2ImgError("train.amp=fp16 is for CUDA GPUs; on the CPU use train.amp=auto (bf16 where native) or off")
+    if cpu_bf16 is None:
+        if mode == "bf16":
+            raise Img2ImgError("train.amp=bf16: this CPU has no native bf16 (AMX or AVX512-BF16), and emulated bf16 "
+                               "is slower than fp32; use train.amp=auto or off")
+        return Amp(device.type, None)
+    return Amp(device.type, torch.bfloat16)
+
+
+def cpu_bf16_support() -> str | None:
+    """Native CPU bf16 as PyTorch can use it: the CPU flags say so and oneDNN is built in."""
+    return native_bf16() if torch.backends.mkldnn.is_available() else None
 
 
 def adam(params: Iterable[nn.Parameter], lr: float, cfg: RunConfig) -> torch.optim.Adam:
@@ -87,7 +118,7 @@ def batch_diversity(fake: torch.Tensor, real: torch.Tensor) -> dict[str, float]:
     Near 0 means G maps different inputs to the same output (mode collapse). Needs batch >= 2."""
     if fake.shape[0] < 2:
         return {}
-    return {"diversity": (fake.detach().float().std(0).mean() / real.float().std(0).mean().clamp_min(1e-6)).item()}
+    return {STAT_DIVERSITY: (fake.detach().float().std(0).mean() / real.float().std(0).mean().clamp_min(1e-6)).item()}
 
 
 class ImagePool:
@@ -158,10 +189,15 @@ class Players:
         for s in self.schedulers.values():
             s.step()
 
+    def lr(self, player: str) -> float:
+        return self.optimizers[player].param_groups[0]["lr"]
 
-def make_players(cfg: RunConfig, nets: dict[str, nn.Module], groups: dict[str, list[str]], lrs: dict[str, float],
+
+def make_players(cfg: RunConfig, nets: dict[str, nn.Module], groups: dict[str, list[str]],
                  amp: Amp, total_steps: int, decay_start: int) -> Players:
-    """One Adam, schedule and scaler per player; groups maps a player ("G", "D") to its nets."""
+    """One Adam, schedule and scaler per player; groups maps a player ("G", "D") to its nets.
+    G's rate is train.lr_g, D's train.lr_d (TTUR)."""
+    lrs = {"G": cfg.train.lr_g, "D": cfg.train.lr_d}
     optimizers = {
         p: adam([w for n in names for w in nets[n].parameters()], lrs[p], cfg) for p, names in groups.items()
     }
@@ -170,5 +206,42 @@ def make_players(cfg: RunConfig, nets: dict[str, nn.Module], groups: dict[str, l
         optimizers=optimizers,
         schedulers={p: linear_decay(o, total_steps, decay_start) for p, o in optimizers.items()},
         scalers={p: amp.scaler() for p in groups},
-        lrs=dict(lrs),
+        lrs={p: lrs[p] for p in groups},
     )
+
+
+def has_batch_norm(net: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
+
+
+@torch.no_grad()
+def recalibrate_batch_norm(net: nn.Module, batches: Iterable[torch.Tensor], amp: Amp) -> int:
+    """Re-estimate every batch norm's running mean and variance as the plain average over the
+    given input batches (momentum None = cumulative average, as torch.optim.swa_utils.update_bn),
+    with dropout off, as inference runs the net. Returns the number of images seen.
+
+    Why: training at batch 1 normalizes with each image's own statistics, and the running
+    averages gathered along the way lag the weights; in eval mode (export, inference) a net then
+    meets statistics it never trained with. Batches of many images are needed: averaging
+    per-image statistics misses the variation between images in the deep 2x2 and 4x4 layers."""
+    norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return 0
+    was_training = net.training
+    saved = [m.momentum for m in norms]
+    net.eval()
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+        m.train()
+    seen = 0
+    try:
+        for x in batches:
+            with amp.autocast():
+                net(x)
+            seen += x.shape[0]
+    finally:
+        for m, momentum in zip(norms, saved):
+            m.momentum = momentum
+        net.train(was_training)
+    return seen

@@ -5,41 +5,45 @@ images, each against a discriminator of its output domain, tied by cycle consist
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
 
-from img2img.checkpoint import generator_spec
 from img2img.config import RunConfig
 from img2img.losses import cycle_loss, gradient_penalty, identity_loss, instance_noise
+from img2img.methods.base import STAT_G_GRAD, Batch
 from img2img.methods.common import (
-    Amp, ImagePool, adversarial, batch_diversity, grad_norm, make_players, set_requires_grad, split_halves, step_optimizer, unwrap,
-)
-from img2img.nets import MultiScaleDiscriminator, build_generator
+    Amp, ImagePool, Wrap, adversarial, batch_diversity, build_discriminator, grad_norm, identity, make_players,
+    set_requires_grad, split_halves, step_optimizer, unwrap,
+)  # fmt: skip
 
 
 class CycleGAN:
-    generator_files = {"G_AB": "G_AtoB.safetensors", "G_BA": "G_BtoA.safetensors"}
+    d_loss_keys = ("D_A", "D_B")
 
-    def __init__(self, cfg: RunConfig, device: torch.device, amp: Amp, total_steps: int, decay_start: int,
-                 wrap: Callable[[nn.Module], nn.Module] = lambda m: m, seed: int = 0):
-        m = cfg.model
-        self.cfg, self.amp, self.adv, self.device = cfg, amp, adversarial(cfg), device
-        self.spec = generator_spec(cfg, m.input_nc, m.output_nc)
-        make_g = lambda: build_generator(self.spec["arch"], **self.spec["kwargs"])  # noqa: E731
-        make_d = lambda: MultiScaleDiscriminator(m.output_nc, m.ndf, m.n_layers_d, m.norm_d, m.spectral_norm, m.num_scales_d)  # noqa: E731
-        # D_A judges domain A (real a vs G_BA(b)); D_B judges domain B.
-        self.G_AB, self.G_BA, self.D_A, self.D_B = (wrap(n().to(device)) for n in (make_g, make_g, make_d, make_d))
-        nets = {"G_AB": self.G_AB, "G_BA": self.G_BA, "D_A": self.D_A, "D_B": self.D_B}
-        self.players = make_players(
-            cfg, nets, {"G": ["G_AB", "G_BA"], "D": ["D_A", "D_B"]},
-            {"G": cfg.train.lr_g, "D": cfg.train.lr_d}, amp, total_steps, decay_start,
-        )
+    def __init__(self, G_AB: nn.Module, G_BA: nn.Module, D_A: nn.Module, D_B: nn.Module, cfg: RunConfig, amp: Amp,
+                 total_steps: int, decay_start: int, seed: int = 0):
+        """Nets built (and wrapped) by the caller. D_A judges domain A (real a vs G_BA(b)); D_B
+        judges domain B. seed drives the image pools' own random generators."""
+        self.cfg, self.amp, self.adv = cfg, amp, adversarial(cfg)
+        self.G_AB, self.G_BA, self.D_A, self.D_B = G_AB, G_BA, D_A, D_B
+        self.spec = unwrap(G_AB).spec
+        self.device = next(unwrap(G_AB).parameters()).device  # where resumed pool images go
+        nets = {"G_AB": G_AB, "G_BA": G_BA, "D_A": D_A, "D_B": D_B}
+        self.players = make_players(cfg, nets, {"G": ["G_AB", "G_BA"], "D": ["D_A", "D_B"]}, amp, total_steps, decay_start)
         self.pool_a = ImagePool(cfg.train.pool_size, seed)
         self.pool_b = ImagePool(cfg.train.pool_size, seed + 1)
 
-    def train_step(self, batch: dict[str, torch.Tensor], noise: float) -> dict[str, float]:
+    @classmethod
+    def from_config(cls, cfg: RunConfig, device: torch.device, amp: Amp, total_steps: int, decay_start: int,
+                    wrap: Wrap = identity, seed: int = 0) -> "CycleGAN":
+        m = cfg.model
+        spec = m.generator_spec()
+        nets = [spec.build(), spec.build(), build_discriminator(m, m.input_nc), build_discriminator(m, m.output_nc)]
+        return cls(*(wrap(n.to(device)) for n in nets), cfg, amp, total_steps, decay_start, seed=seed)
+
+    def train_step(self, batch: Batch, noise: float) -> dict[str, float]:
         a, b = batch["A"], batch["B"]
         with self.amp.autocast():
             fake_b, fake_a = self.G_AB(a), self.G_BA(b)
@@ -69,7 +73,7 @@ class CycleGAN:
         for D in (D_A, D_B):
             set_requires_grad(D, True)
         return {"G_AB": adv_ab.item(), "G_BA": adv_ba.item(), "cycle": cyc.item(), "idt": idt.item(),
-                "G_grad": grad_norm(self.G_AB), **batch_diversity(fake_b, b)}
+                STAT_G_GRAD: grad_norm(self.G_AB), **batch_diversity(fake_b, b)}  # fmt: skip
 
     def d_step(self, a: torch.Tensor, b: torch.Tensor, fake_a: torch.Tensor, fake_b: torch.Tensor, noise: float) -> dict[str, float]:
         """Update D_A and D_B on real images vs fakes drawn from the image pools."""
@@ -88,9 +92,15 @@ class CycleGAN:
         step_optimizer(total, self.players.optimizers["D"], self.players.scalers["D"])
         return stats
 
+    def step_schedules(self) -> None:
+        self.players.step_schedules()
+
+    def learning_rate(self) -> float:
+        return self.players.lr("G")
+
     @torch.no_grad()
-    def samples(self, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
-        """Rows of the sample grid: A | G_AB(A) | G_BA(G_AB(A)) and B | G_BA(B) | G_AB(G_BA(B))."""
+    def samples(self, batch: Batch) -> list[torch.Tensor]:
+        """Columns of the sample grid: A | G_AB(A) | G_BA(G_AB(A)) | B | G_BA(B) | G_AB(G_BA(B))."""
         G_AB, G_BA = unwrap(self.G_AB), unwrap(self.G_BA)
         G_AB.eval(), G_BA.eval()
         fake_b, fake_a = G_AB(batch["A"]).float(), G_BA(batch["B"]).float()
@@ -99,7 +109,10 @@ class CycleGAN:
         return rows
 
     def generators(self) -> dict[str, nn.Module]:
-        return {"G_AB": unwrap(self.G_AB), "G_BA": unwrap(self.G_BA)}
+        return {"AtoB": unwrap(self.G_AB), "BtoA": unwrap(self.G_BA)}
+
+    def nets(self) -> dict[str, nn.Module]:
+        return {k: unwrap(v) for k, v in self.players.nets.items()}
 
     def state_dict(self) -> dict[str, Any]:
         return {**self.players.state_dict(), "pools": {"A": self.pool_a.state_dict(), "B": self.pool_b.state_dict()}}

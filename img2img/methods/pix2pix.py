@@ -1,41 +1,54 @@
 """pix2pix (Isola et al. 2017): conditional GAN on aligned pairs, G: A -> B.
 
-D judges the pair (A, B) against (A, G(A)); G minimizes adversarial + lambda_L1 * |G(A) - B|.
+D judges the pair (A, B) against (A, G(A)); G minimizes adversarial + lambda_L1 * |G(A) - B|
+(optionally on chroma only), + lambda_fm * D feature matching + lambda_perceptual * VGG features.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
 
-from img2img.checkpoint import generator_spec
 from img2img.config import RunConfig
-from img2img.losses import gradient_penalty, instance_noise, l1_loss
+from img2img.losses import chroma_l1_loss, feature_matching_loss, gradient_penalty, instance_noise, l1_loss, perceptual_loss
+from img2img.methods.base import STAT_G_GRAD, Batch
 from img2img.methods.common import (
-    Amp, adversarial, batch_diversity, grad_norm, make_players, set_requires_grad, split_halves, step_optimizer, unwrap,
-)
-from img2img.nets import MultiScaleDiscriminator, build_generator
+    Amp, Wrap, adversarial, batch_diversity, build_discriminator, grad_norm, identity, make_players, set_requires_grad,
+    split_halves, step_optimizer, unwrap,
+)  # fmt: skip
+from img2img.nets import MultiScaleDiscriminator
 
 
 class Pix2Pix:
-    generator_files = {"G": "G_AtoB.safetensors"}
+    d_loss_keys = ("D",)
 
-    def __init__(self, cfg: RunConfig, device: torch.device, amp: Amp, total_steps: int, decay_start: int,
-                 wrap: Callable[[nn.Module], nn.Module] = lambda m: m, seed: int = 0):
-        m = cfg.model
+    def __init__(self, G: nn.Module, D: nn.Module, cfg: RunConfig, amp: Amp, total_steps: int, decay_start: int,
+                 perceptual: nn.Module | None = None):
+        """G, D: built (and wrapped, e.g. in DDP) by the caller; perceptual: the VGG feature net
+        when loss.lambda_perceptual > 0."""
         self.cfg, self.amp, self.adv = cfg, amp, adversarial(cfg)
-        self.spec = generator_spec(cfg, m.input_nc, m.output_nc)
-        G = build_generator(self.spec["arch"], **self.spec["kwargs"])
-        D = MultiScaleDiscriminator(m.input_nc + m.output_nc, m.ndf, m.n_layers_d, m.norm_d, m.spectral_norm, m.num_scales_d)
-        self.G, self.D = (wrap(net.to(device)) for net in (G, D))
-        self.players = make_players(
-            cfg, {"G": self.G, "D": self.D}, {"G": ["G"], "D": ["D"]},
-            {"G": cfg.train.lr_g, "D": cfg.train.lr_d}, amp, total_steps, decay_start,
-        )
+        self.G, self.D, self.perceptual = G, D, perceptual
+        self.spec = unwrap(G).spec
+        self.players = make_players(cfg, {"G": G, "D": D}, {"G": ["G"], "D": ["D"]}, amp, total_steps, decay_start)
+        self.reconstruction = chroma_l1_loss if cfg.loss.l1_space == "chroma" else l1_loss
 
-    def train_step(self, batch: dict[str, torch.Tensor], noise: float) -> dict[str, float]:
+    @classmethod
+    def from_config(cls, cfg: RunConfig, device: torch.device, amp: Amp, total_steps: int, decay_start: int,
+                    wrap: Wrap = identity, seed: int = 0, G: nn.Module | None = None) -> "Pix2Pix":
+        """Build the nets the config describes (G may be given instead: e.g. an ablation's variant)."""
+        m = cfg.model
+        G = G if G is not None else m.generator_spec().build()
+        D = build_discriminator(m, m.input_nc + m.output_nc)
+        perceptual = None
+        if cfg.loss.lambda_perceptual > 0:
+            from img2img.nets.vgg import VGGFeatures
+
+            perceptual = VGGFeatures().to(device)
+        return cls(wrap(G.to(device)), wrap(D.to(device)), cfg, amp, total_steps, decay_start, perceptual)
+
+    def train_step(self, batch: Batch, noise: float) -> dict[str, float]:
         a, b = batch["A"], batch["B"]
         with self.amp.autocast():
             fake = self.G(a)
@@ -60,23 +73,44 @@ class Pix2Pix:
         return stats
 
     def g_step(self, a: torch.Tensor, real: torch.Tensor, fake: torch.Tensor, noise: float) -> dict[str, float]:
-        """Update G: fool D (D frozen) and stay close to B in L1."""
+        """Update G: fool D (D frozen), stay close to B (L1), and match D's and VGG's features."""
         cfg = self.cfg.loss
-        D = unwrap(self.D)  # no DDP sync: D is not updated here
+        D: MultiScaleDiscriminator = unwrap(self.D)  # no DDP sync: D is not updated here
         set_requires_grad(D, False)
         real_in = instance_noise(torch.cat([a, real], 1), noise)
         fake_in = instance_noise(torch.cat([a, fake], 1), noise)
         with self.amp.autocast():
-            outs = D(torch.cat([real_in, fake_in]))
-        adv = sum(self.adv.g(r, f) for r, f in split_halves(outs))
-        l1 = l1_loss(fake.float(), real)
-        step_optimizer(adv + cfg.lambda_l1 * l1, self.players.optimizers["G"], self.players.scalers["G"])
+            feats = D.features(torch.cat([real_in, fake_in]))  # per scale: hidden layers..., logits
+        halves = [[t.chunk(2, dim=0) for t in scale] for scale in feats]
+        adv = sum(self.adv.g(logits[0].float(), logits[1].float()) for logits in (scale[-1] for scale in halves))
+        rec = self.reconstruction(fake.float(), real)
+        loss = adv + cfg.lambda_l1 * rec
+        stats = {"G": adv.item(), "L1": rec.item()}
+        if cfg.lambda_fm > 0:
+            fm = feature_matching_loss([[h[0] for h in s[:-1]] for s in halves], [[h[1] for h in s[:-1]] for s in halves])
+            loss = loss + cfg.lambda_fm * fm
+            stats["FM"] = fm.item()
+        if self.perceptual is not None:
+            with self.amp.autocast():
+                vgg_fake = self.perceptual(fake)
+                with torch.no_grad():
+                    vgg_real = self.perceptual(real)
+            vgg = perceptual_loss(vgg_real, vgg_fake)
+            loss = loss + cfg.lambda_perceptual * vgg
+            stats["VGG"] = vgg.item()
+        step_optimizer(loss, self.players.optimizers["G"], self.players.scalers["G"])
         set_requires_grad(D, True)
-        return {"G": adv.item(), "L1": l1.item(), "G_grad": grad_norm(self.G), **batch_diversity(fake, real)}
+        return {**stats, STAT_G_GRAD: grad_norm(self.G), **batch_diversity(fake, real)}
+
+    def step_schedules(self) -> None:
+        self.players.step_schedules()
+
+    def learning_rate(self) -> float:
+        return self.players.lr("G")
 
     @torch.no_grad()
-    def samples(self, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
-        """Rows of the sample grid: input | output | target."""
+    def samples(self, batch: Batch) -> list[torch.Tensor]:
+        """Columns of the sample grid: input | output | target."""
         G = unwrap(self.G)
         G.eval()
         out = G(batch["A"]).float()
@@ -84,7 +118,10 @@ class Pix2Pix:
         return [batch["A"], out, batch["B"]]
 
     def generators(self) -> dict[str, nn.Module]:
-        return {"G": unwrap(self.G)}
+        return {"AtoB": unwrap(self.G)}
+
+    def nets(self) -> dict[str, nn.Module]:
+        return {"G": unwrap(self.G), "D": unwrap(self.D)}
 
     def state_dict(self) -> dict[str, Any]:
         return self.players.state_dict()

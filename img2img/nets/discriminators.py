@@ -38,6 +38,16 @@ class PatchDiscriminator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The activation after every LeakyReLU, then the patch logits (last): for feature matching."""
+        out = []
+        for layer in self.model:
+            x = layer(x)
+            if isinstance(layer, nn.LeakyReLU):
+                out.append(x)
+        out.append(x)
+        return out
+
 
 class MultiScaleDiscriminator(nn.Module):
     """num_scales PatchGANs on the input downsampled by 2**k (Wang et al. 2018, pix2pixHD).
@@ -57,9 +67,14 @@ class MultiScaleDiscriminator(nn.Module):
         self.down = nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        outs = []
-        for i, net in enumerate(self.nets):
-            if i:
-                x = self.down(x)
-            outs.append(net(x))
-        return outs
+        return [net(xi) for net, xi in zip(self.nets, self._pyramid(x))]
+
+    def features(self, x: torch.Tensor) -> list[list[torch.Tensor]]:
+        """Per scale: every hidden activation, then the patch logits (last)."""
+        return [net.features(xi) for net, xi in zip(self.nets, self._pyramid(x))]
+
+    def _pyramid(self, x: torch.Tensor) -> list[torch.Tensor]:
+        xs = [x]
+        for _ in self.nets[1:]:
+            xs.append(self.down(xs[-1]))
+        return xs

@@ -1,7 +1,17 @@
-"""Generators: ResNet (CycleGAN) and U-Net (pix2pix). Both upsample by resize + conv."""
+"""Generators: ResNet (CycleGAN) and U-Net (pix2pix). Both upsample by resize + conv.
+
+Each generator class owns its shape rules (size_rules: the multiple H and W must be of, and the
+smallest side it accepts) and records its constructor arguments as a GeneratorSpec, which is
+what checkpoints store and what the runtime and the config validation read. Adding a generator
+is one class (with `arch`, `size_rules` and `self.spec = GeneratorSpec.capture(...)`) plus one
+line in GENERATORS.
+"""
 
 from __future__ import annotations
 
+import inspect
+import json
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -30,9 +40,54 @@ class ResnetBlock(nn.Module):
         return x + self.body(x)
 
 
+@dataclass(frozen=True)
+class GeneratorSpec:
+    """A generator's registry name and constructor arguments: enough to rebuild it."""
+
+    arch: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def capture(cls, net: nn.Module, args: dict[str, Any]) -> "GeneratorSpec":
+        """The spec of `net` from its constructor's locals(): every constructor parameter."""
+        params = inspect.signature(type(net).__init__).parameters
+        return cls(type(net).arch, {k: args[k] for k in params if k != "self"})
+
+    def build(self) -> nn.Module:
+        return generator_class(self.arch)(**self.kwargs)
+
+    @property
+    def size_rules(self) -> tuple[int, int]:
+        """(multiple, min_size): H and W must be multiples of `multiple` and at least `min_size`."""
+        return generator_class(self.arch).size_rules(**self.kwargs)
+
+    @property
+    def size_multiple(self) -> int:
+        return self.size_rules[0]
+
+    @property
+    def min_size(self) -> int:
+        return self.size_rules[1]
+
+    def to_json(self) -> str:
+        return json.dumps({"arch": self.arch, "kwargs": self.kwargs})
+
+    @classmethod
+    def from_json(cls, text: str) -> "GeneratorSpec":
+        d = json.loads(text)
+        return cls(d["arch"], d.get("kwargs", {}))
+
+
 class ResnetGenerator(nn.Module):
     """Johnson et al. 2016 style generator used by CycleGAN: c7s1-ngf, two stride-2 downsamplings,
     n residual blocks at 1/4 resolution, two resize+conv upsamplings, c7s1-out, tanh."""
+
+    arch = "resnet"
+
+    @staticmethod
+    def size_rules(**kwargs: Any) -> tuple[int, int]:
+        """Total stride 4; the residual blocks reflect-pad by 1 at 1/4 scale, so H/4 >= 2."""
+        return 4, 8
 
     def __init__(
         self,
@@ -45,7 +100,8 @@ class ResnetGenerator(nn.Module):
         upsample: str = "nearest",  # nearest | bilinear resize before each up conv
     ):
         super().__init__()
-        self.size_multiple = 4
+        self.spec = GeneratorSpec.capture(self, locals())
+        self.size_multiple, self.min_size = self.size_rules()
         bias = norm != "batch"  # batch norm has its own shift
         layers: list[nn.Module] = [
             nn.ReflectionPad2d(3),
@@ -78,6 +134,13 @@ class UnetGenerator(nn.Module):
     the innermost no norm. Decoder i: ReLU, up conv, norm (dropout on the middle ngf*8 levels).
     """
 
+    arch = "unet"
+
+    @staticmethod
+    def size_rules(num_downs: int = 8, **kwargs: Any) -> tuple[int, int]:
+        """Each level halves H and W and the skips must line up: multiples of 2**num_downs."""
+        return 2**num_downs, 2**num_downs
+
     def __init__(
         self,
         in_channels: int = 3,       # image channels in
@@ -91,7 +154,8 @@ class UnetGenerator(nn.Module):
         super().__init__()
         if num_downs < 2:
             raise ValueError(f"UnetGenerator needs num_downs >= 2, got {num_downs}")
-        self.size_multiple = 2**num_downs
+        self.spec = GeneratorSpec.capture(self, locals())
+        self.size_multiple, self.min_size = self.size_rules(num_downs)
         bias = norm != "batch"
         widths = [min(ngf * 2**i, ngf * 8) for i in range(num_downs)]  # encoder output widths
         self.downs = nn.ModuleList()
@@ -132,11 +196,16 @@ class UnetGenerator(nn.Module):
         return x
 
 
-GENERATORS: dict[str, type[nn.Module]] = {"resnet": ResnetGenerator, "unet": UnetGenerator}
+# Users pick a generator by name (config key model.generator).
+GENERATORS: dict[str, type[ResnetGenerator] | type[UnetGenerator]] = {"resnet": ResnetGenerator, "unet": UnetGenerator}
+
+
+def generator_class(arch: str) -> type[ResnetGenerator] | type[UnetGenerator]:
+    if arch not in GENERATORS:
+        raise ValueError(f"unknown generator {arch!r}; choose one of {', '.join(GENERATORS)}")
+    return GENERATORS[arch]
 
 
 def build_generator(arch: str, **kwargs: Any) -> nn.Module:
     """Construct a generator by its registry name ("resnet" or "unet")."""
-    if arch not in GENERATORS:
-        raise ValueError(f"unknown generator {arch!r}; choose one of {', '.join(GENERATORS)}")
-    return GENERATORS[arch](**kwargs)
+    return generator_class(arch)(**kwargs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 NORMS = ("instance", "batch", "none")
@@ -21,12 +22,68 @@ def norm_layer(kind: str, channels: int) -> nn.Module:
     raise ValueError(f"unknown norm {kind!r}; choose one of {', '.join(NORMS)}")
 
 
+# --------------------------------------------------------------------------------------------
+# Nearest-2x upsample + reflect-pad(1) + 3x3 conv  ==  replicate-pad(1) + 2x2 conv (4x channels)
+#                                                      + PixelShuffle(2) + crop 1 px per side
+#
+# One axis, low-res x[0..n), upsampled u[i] = x[i // 2], padded p = reflect_pad(u, 1):
+#   p[-1] = u[1] = x[0] and p[2n] = u[2n-2] = x[n-1], i.e. p[i] = x[clamp(i // 2, 0, n-1)]:
+#   reflect-padding the upsampled image is replicate-padding the low-res one, then upsampling.
+# With r = replicate_pad(x, 1) (r[j] = x[clamp(j-1, 0, n-1)]) and 3 taps w0 w1 w2, output
+#   y[2a]   = w0 p[2a-1] + w1 p[2a]   + w2 p[2a+1] = w0 r[a]   + (w1+w2) r[a+1]
+#   y[2a+1] = w0 p[2a]   + w1 p[2a+1] + w2 p[2a+2] = (w0+w1) r[a+1] + w2 r[a+2]
+# so each output phase is a 2-tap filter on r: even phase [w0, w1+w2] starting at r[a], odd
+# phase [w0+w1, w2] starting at r[a+1]. A 2-tap conv over r gives z[s], s = 0..n, for both.
+# PixelShuffle puts z_phase[s] at 2s + phase; giving the even filter shuffle phase 1 and the odd
+# filter phase 0 places y[2a] at 2a+1 and y[2a+1] at 2(a+1) + 0 = 2a+2, i.e. y[o] at o + 1:
+# crop one pixel from each side. In 2-D the taps fold separably: K = R_dy W R_dx^T.
+# Multiply-adds per output channel and low-res pixel (4 output pixels): 4 phases x 4 taps x Cin
+# = 16 Cin, against 4 x 9 Cin = 36 Cin for the 3x3 conv on the upsampled image.
+
+
+
+# _FOLD[phase][tap2] = the 3x3 taps that sum into each of the 2 taps of a shuffle phase, per
+# axis: phase 0 holds the odd output phase [w0 + w1, w2], phase 1 the even one [w0, w1 + w2].
+_FOLD = torch.tensor([[[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]], [[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]]])
+# Both axes at once, as one (9 x 16) matrix: taps (k, l) -> (phase y, phase x, tap a, tap b).
+_FOLD_2D = torch.einsum("yak,xbl->klyxab", _FOLD, _FOLD).reshape(9, 16)
+
+
+def fold_upconv_weight(weight: torch.Tensor) -> torch.Tensor:
+    """(out, in, 3, 3) kernel of the 3x3 conv after nearest-2x upsampling -> the exactly equal
+    (4 * out, in, 2, 2) kernel over the replicate-padded low-res input, in PixelShuffle's
+    channel order (output channel c, phase (i, j) <- conv channel 4c + 2i + j).
+
+    Differentiable, and cheap enough to run in every training forward (one flat matmul with the
+    9 taps inner, and a transpose of 4-tap blocks; batched or einsum forms are 5-10x slower on
+    wide layers), so gradients reach the 3x3 weights that checkpoints hold."""
+    out_c, in_c = weight.shape[:2]
+    k = (weight.reshape(-1, 9) @ _FOLD_2D.to(weight.device, weight.dtype)).reshape(out_c, in_c, 4, 4)
+    return k.transpose(1, 2).reshape(out_c * 4, in_c, 2, 2)  # (out, phase, in, (a, b))
+
+
+def upconv_subpixel(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """conv3x3(reflect_pad(nearest_2x(x))) computed as a 2x2 conv + PixelShuffle (see above)."""
+    k = fold_upconv_weight(weight)
+    b = bias.repeat_interleave(4) if bias is not None else None
+    y = F.pixel_shuffle(F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), k, b), 2)
+    return y[..., 1:-1, 1:-1]
+
+
+SUBPIXEL_MIN_SIDE = 16  # the sub-pixel form pays from 16 x 16 inputs up (CPU, 1 thread)
+
+
 class UpConv(nn.Sequential):
     """2x upsampling as resize + 3x3 convolution.
 
     Transposed convolutions overlap unevenly when kernel size is not divisible by stride
     and leave checkerboard artifacts (Odena et al., Distill 2016); a resize followed by a
-    convolution cannot.
+    convolution cannot. In nearest mode the forward computes the same function in its exact
+    sub-pixel form (upconv_subpixel): 16/36 of the multiply-adds, and the parameters stay the
+    3x3 conv's, so checkpoints and gradients are those of the plain form. Inputs smaller than
+    SUBPIXEL_MIN_SIDE take the plain form: there the kernel fold (proportional to the weights)
+    costs more than the few multiply-adds it saves (measured: docs/training.md).
+    subpixel=False always runs the plain form (reference for tests and benchmarks).
     """
 
     def __init__(self, in_channels: int, out_channels: int, mode: str = "nearest", bias: bool = True):
@@ -37,6 +94,13 @@ class UpConv(nn.Sequential):
             nn.ReflectionPad2d(1),
             nn.Conv2d(in_channels, out_channels, kernel_size=3, bias=bias),
         )
+        self.subpixel = mode == "nearest"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.subpixel and min(x.shape[-2:]) >= SUBPIXEL_MIN_SIDE:
+            conv: nn.Conv2d = self[2]
+            return upconv_subpixel(x, conv.weight, conv.bias)
+        return super().forward(x)
 
 
 def check_size(x: torch.Tensor, multiple: int, name: str) -> None:

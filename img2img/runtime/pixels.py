@@ -1,0 +1,48 @@
+"""Pixels in and out of a model (numpy and Pillow only): a PIL image as the model's channels,
+a uint8 array back to PIL, and colorization's luminance restore. The [-1, 1] scaling itself is
+img2img.io.to_unit / from_unit."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from img2img import Img2ImgError
+from img2img.data.images import to_rgb
+
+
+def prepare(img: Image.Image, channels: int) -> np.ndarray:
+    """PIL image -> HxWxC uint8 with the model's channels: EXIF orientation applied, alpha
+    composited on white, 16-bit scaled; grey (ITU-R BT.601 luma, PIL's "L") for 1-channel models."""
+    if img.getexif().get(0x0112, 1) != 1:  # EXIF orientation tag
+        img = ImageOps.exif_transpose(img)
+    img = to_rgb(img)
+    if channels == 1:
+        img = img.convert("L")
+    elif channels != 3:
+        raise Img2ImgError(f"the model takes {channels}-channel input; only 1 (grey) and 3 (RGB) are supported")
+    a = np.asarray(img, dtype=np.uint8)
+    return a[:, :, None] if a.ndim == 2 else a
+
+
+def to_pil(u8: np.ndarray) -> Image.Image:
+    """HxWx1 -> mode L, HxWx3 -> RGB (uint8 arrays: PIL infers the mode)."""
+    return Image.fromarray(np.ascontiguousarray(u8[:, :, 0] if u8.shape[2] == 1 else u8[:, :, :3]))
+
+
+def restore_luminance(grey: np.ndarray, rgb: np.ndarray) -> np.ndarray:
+    """Give a colorized HxWx3 uint8 image exactly the input's BT.601 luma, keeping its hue.
+
+    With Y = 0.299 R + 0.587 G + 0.114 B (weights summing to 1) and chroma c = RGB - Y, the
+    result is grey + s * c: its luma is grey, and B - Y, R - Y (hence Cb, Cr) are those of the
+    network's colours scaled by s. s = 1 unless a channel would leave [0, 255]; then s is the
+    largest value that stays inside (less saturation, same hue), so nothing is clipped. The
+    network only has to get the colours right; the detail of the grey photo is kept as it is
+    (as in colorization methods that predict chroma given L, e.g. Zhang et al. 2016)."""
+    c = rgb.astype(np.float32)
+    c -= (c @ np.array([0.299, 0.587, 0.114], np.float32))[:, :, None]
+    y = grey.astype(np.float32)[:, :, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        room = np.where(c > 0, (255 - y) / c, np.where(c < 0, -y / c, np.inf))
+    s = np.minimum(1.0, room.min(axis=2, keepdims=True))
+    return np.clip(y + s * c + 0.5, 0, 255).astype(np.uint8)

@@ -1,0 +1,48 @@
+"""Pixels in and out of a model (img2img.runtime.pixels): the model's channels from any PIL
+image, and colorization's luminance restore."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data
+
+from img2img import Img2ImgError
+from img2img.runtime import prepare, restore_luminance, to_pil
+
+
+def photo(name: str, size: tuple[int, int]) -> Image.Image:
+    return Image.fromarray(getattr(data, name)()).resize(size, Image.Resampling.BICUBIC)
+
+
+def test_prepare_gives_the_model_channels_and_to_pil_the_mode():
+    rgb = photo("chelsea", (40, 30))
+    grey = prepare(rgb, 1)
+    assert grey.shape == (30, 40, 1) and np.array_equal(grey[:, :, 0], np.asarray(rgb.convert("L")))
+    assert np.array_equal(prepare(rgb.convert("L"), 3), np.asarray(rgb.convert("L").convert("RGB")))
+    assert to_pil(grey).mode == "L" and to_pil(prepare(rgb, 3)).mode == "RGB"
+    with pytest.raises(Img2ImgError, match="4-channel input"):
+        prepare(rgb, 4)
+
+
+def test_restore_luminance_keeps_chroma():
+    """On a real photo: its own luma gives it back; another luma keeps its Cb and Cr."""
+    rgb = np.asarray(photo("coffee", (64, 48)))
+    grey = np.asarray(Image.fromarray(rgb).convert("L"))
+    assert np.abs(restore_luminance(grey, rgb).astype(int) - rgb).max() <= 1
+    other = np.asarray(photo("astronaut", (64, 48)).convert("L"))
+    out = restore_luminance(other, rgb)
+
+    def cbcr(a: np.ndarray) -> np.ndarray:
+        return np.asarray(Image.fromarray(a).convert("YCbCr"), dtype=int)[:, :, 1:]
+
+    assert np.abs(np.asarray(Image.fromarray(out).convert("L")).astype(int) - other).max() <= 1  # luma: exact
+    # Chroma: the same where it fits the gamut; elsewhere scaled down, keeping the hue angle.
+    d_out, d_in = cbcr(out) - 128, cbcr(rgb) - 128
+    fits = np.abs(d_out - d_in).max(axis=2) <= 2
+    assert fits.mean() > 0.5
+    strong = ~fits & (np.hypot(*d_in.transpose(2, 0, 1)) > 10) & (np.hypot(*d_out.transpose(2, 0, 1)) > 5)
+    angle = lambda d: np.arctan2(d[..., 1], d[..., 0])  # noqa: E731
+    assert np.abs(np.angle(np.exp(1j * (angle(d_out[strong]) - angle(d_in[strong]))))).mean() < 0.15
+
