@@ -1,6 +1,8 @@
-"""Start the img2img web UI: `python serve.py [--host 127.0.0.1] [--port 7860] [--models checkpoints]`.
+"""Start the img2img web UI: `python serve.py [--host 127.0.0.1] [--port 7860] [--models checkpoints]
+[--queue-size 64] [--concurrency 1]`.
 
-The same as `img2img serve` (same flags), for checkouts where the package is not installed as a command."""
+The same as `img2img serve` (same flags, see `python serve.py --help`), for checkouts where the
+package is not installed as a command."""
 
 import sys
 

@@ -5,9 +5,8 @@
     .venv/bin/python benchmarks/train_speed.py --methods cyclegan --sizes 256 --no-ddp
 
 Part 1 (per method and size) builds the method exactly as img2img/train.py does
-(choose_amp, channels_last and cudnn.benchmark on CUDA, METHODS[cfg.method](cfg, device, amp,
-schedule length, decay start, wrap=..., seed=...)) from the preset's DEFAULT nets, and times
-`method.train_step(batch, noise)` + the LR schedule step on real photos from skimage.data
+(img2img.train.setup_training: precision, memory format, the method and its nets) from the
+preset's DEFAULT nets, and times one training step (train_step + the LR schedule) on real photos from skimage.data
 (already in memory, so data loading is not timed). Each (method, size) runs in a fresh
 subprocess, so one measurement's memory cannot hide in another's.
 
@@ -51,16 +50,6 @@ DDP_SETS = [  # small CycleGAN for the DDP comparison: 128 px crops, ngf = ndf =
 
 # --------------------------------------------------------------------------------------------
 # Machine
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def cpu_busy_jiffies() -> tuple[int, int]:
@@ -363,7 +352,7 @@ def main() -> None:
 
     import torch
 
-    start_wall, start_cpu, (busy0, total0) = time.perf_counter(), own_cpu_seconds(), cpu_busy_jiffies()
+    start_wall, start_cpu, (busy0, _) = time.perf_counter(), own_cpu_seconds(), cpu_busy_jiffies()
     cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
@@ -393,7 +382,9 @@ def main() -> None:
     device = next((r["device"] for r in results if "device" in r), "cuda" if cuda else "cpu")
     gpu = next((r["gpu"] for r in results if r.get("gpu")), "")
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else ncpu
-    print(f"Machine: {cpu_model()}, {ncpu} logical CPU(s) ({affinity} usable), "
+    from img2img.devices import cpu_summary
+
+    print(f"Machine: {cpu_summary()}, {ncpu} logical CPU(s) ({affinity} usable), "
           f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM")
     print(f"Software: Python {platform.python_version()}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} torch thread(s) by default")

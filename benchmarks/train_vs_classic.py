@@ -170,7 +170,7 @@ class ClassicCycleGAN:
 
 
 class Ours:
-    def __init__(self, method: str, size: int, extra: list[str], subpixel: bool = True):
+    def __init__(self, method: str, size: int, extra: list[str], subpixel: bool = True, channels_last: bool = False):
         preset = "colorization" if method == "pix2pix" else "cyclegan"  # classic pix2pix runs grey -> colour too
         sets = [f"data.crop_size={size}", f"data.load_size={size}", *extra]
         if method == "pix2pix":
@@ -182,6 +182,10 @@ class Ours:
             for up in (u for u in m.modules() if isinstance(u, UpConv)):
                 up.subpixel = subpixel and up.subpixel
         self.memory_format = self.training.memory_format
+        if channels_last:  # what training does on CUDA only, forced here on the CPU
+            self.memory_format = torch.channels_last
+            for net in self.training.method.nets().values():
+                net.to(memory_format=torch.channels_last)
         self.n = 0
 
     def step(self, a: torch.Tensor, b: torch.Tensor) -> None:
@@ -221,6 +225,7 @@ def main() -> None:
             (method, "ours (as trained)", Ours(method, args.size, []), inputs),
             (method, "ours, fp32", Ours(method, args.size, ["train.amp=off"]), inputs),
             (method, "ours, plain upconv", Ours(method, args.size, [], subpixel=False), inputs),
+            (method, "ours, channels_last", Ours(method, args.size, [], channels_last=True), inputs),
         ]
     times = {id(r[2]): [] for r in rows}
     for _ in range(args.warmup):

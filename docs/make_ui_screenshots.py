@@ -1,6 +1,7 @@
-"""Regenerate docs/images/ui_{style,colorization,sketch}.png: start the web UI on the shipped
+"""Regenerate docs/images/ui_{style,colorization,sketch,draw}.png: start the web UI on the shipped
 models in checkpoints/ (as `img2img serve` does), translate a real photo in each tab with
-Debian's chromium (Playwright) and screenshot the page.
+Debian's chromium (Playwright) and screenshot the page; the last one draws on the canvas. Run it
+again after the shipped models change.
 
     .venv/bin/python docs/make_ui_screenshots.py
 
@@ -21,12 +22,18 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 from test_app import free_port  # noqa: E402
-from test_browser import launch_browser, translate_in_tab  # noqa: E402
+from test_browser import TABS, draw_house, launch_browser, translate_in_tab, wait_for_result  # noqa: E402
 
 from img2img.app import build_app, launch_app, write_examples  # noqa: E402
 
 # (tab, example written by the app) translated for each screenshot.
 SHOTS = {"style": "chelsea", "colorization": "coffee_grey", "sketch": "astronaut_sketch"}
+
+
+def shoot(page, path: Path, what: str) -> None:
+    page.wait_for_timeout(1000)  # the slider's images fade in
+    page.screenshot(path=str(path), full_page=True)
+    print(f"{path}: {what}")
 
 
 def main() -> None:
@@ -51,9 +58,17 @@ def main() -> None:
                 page.goto(url)
                 for key, example in SHOTS.items():
                     size = translate_in_tab(page, key, examples[example])
-                    path = args.out / f"ui_{key}.png"
-                    page.screenshot(path=str(path), full_page=True)
-                    print(f"{path.relative_to(REPO)}: {example} -> {size[0]}x{size[1]}")
+                    shoot(page, args.out / f"ui_{key}.png", f"{example} -> {size[0]}x{size[1]}")
+                # The canvas, drawn on as a user would: no tool clicked first.
+                page.reload()
+                page.get_by_role("tab", name=TABS["sketch"], exact=True).click()
+                page.get_by_role("tab", name="Draw", exact=True).click()
+                canvas = page.locator("#sketch-pad canvas").first
+                canvas.wait_for(timeout=30_000)
+                draw_house(page, canvas, steps=6)
+                page.click("#sketch-run-drawing")
+                size = wait_for_result(page, "sketch", 120_000)
+                shoot(page, args.out / "ui_draw.png", f"a drawing -> {size[0]}x{size[1]}")
                 browser.close()
             demo.close()
         finally:

@@ -9,16 +9,50 @@ from typing import Optional
 
 import typer
 
-from img2img import Img2ImgError
+from img2img import Img2ImgError, __version__
+
+
+def examples(*lines: str) -> str:
+    """A command's help epilog: "Examples:" and one command per line. Typer's rich help keeps
+    the lines but wraps at 80 columns: keep each under 76 characters."""
+    return "Examples:\n\n" + "\n".join(lines)
+
 
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     help="Image-to-image translation: train pix2pix / CycleGAN, export to ONNX, translate, serve.",
+    epilog=examples(
+        "img2img serve                # the web UI, with the shipped models",
+        "img2img train --config colorization --data PHOTOS",
+        "img2img COMMAND --help       # a command's options and examples",
+    ),
 )
-datasets_app = typer.Typer(no_args_is_help=True, help="List and download the classic CycleGAN / pix2pix datasets.")
+datasets_app = typer.Typer(
+    no_args_is_help=True,
+    help="List and download the classic CycleGAN / pix2pix datasets.",
+    epilog=examples(
+        "img2img datasets list                    # names, sizes, downloaded?",
+        "img2img datasets download horse2zebra    # 111 MB",
+        "img2img datasets download facades --root /data",
+    ),
+)
 app.add_typer(datasets_app, name="datasets")
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"img2img {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    # Only for --version: the group's help text is the Typer's `help`.
+    pass
 
 
 def make_logger(rank: int = 0) -> logging.Logger:
@@ -32,7 +66,14 @@ def make_logger(rank: int = 0) -> logging.Logger:
     return log
 
 
-@app.command()
+@app.command(epilog=examples(
+    "img2img train --config colorization --data ~/photos",
+    "img2img train --config cyclegan --data DIR    # DIR/trainA/, DIR/trainB/",
+    "img2img train --dataset horse2zebra           # downloads 111 MB first",
+    "img2img train --config pix2pix --data DIR --set data.crop_size=128",
+    "img2img train --run-dir checkpoints/horse2zebra --resume",
+    "torchrun --nproc-per-node 2 -m img2img train --config cyclegan --data DIR",
+))  # fmt: skip
 def train(
     config: Optional[str] = typer.Option(None, "--config", "-c", help="Preset name in configs/ (pix2pix, cyclegan, colorization, sketch2photo, and their -cpu versions) or a YAML file."),
     data: Optional[Path] = typer.Option(None, "--data", help="Your own data: the folder holding train/ (paired: train/AB or train/A + train/B) or trainA/ + trainB/ (unpaired); for colorization/sketch, any photo folder."),
@@ -138,7 +179,7 @@ def _data_root(cfg, ddp, log: logging.Logger) -> Path:
     return ensure_dataset(cfg.data.dataset, None, log)
 
 
-@datasets_app.command("list")
+@datasets_app.command("list", epilog=examples("img2img datasets list", "img2img datasets list --root /data"))
 def datasets_list(root: Optional[Path] = typer.Option(None, "--root", help="Dataset cache (default: $IMG2IMG_DATA or ~/.cache/img2img/datasets).")) -> None:
     """Show the known datasets, their size and whether they are downloaded."""
     from img2img.data.registry import format_table
@@ -146,7 +187,10 @@ def datasets_list(root: Optional[Path] = typer.Option(None, "--root", help="Data
     typer.echo(format_table(root))
 
 
-@datasets_app.command("download")
+@datasets_app.command("download", epilog=examples(
+    "img2img datasets download horse2zebra",
+    "IMG2IMG_DATA=/data img2img datasets download facades_pix2pix",
+))  # fmt: skip
 def datasets_download(
     name: str = typer.Argument(..., help="Dataset name from `img2img datasets list`."),
     root: Optional[Path] = typer.Option(None, "--root", help="Dataset cache (default: $IMG2IMG_DATA or ~/.cache/img2img/datasets)."),
@@ -157,7 +201,12 @@ def datasets_download(
     typer.echo(ensure_dataset(name, root, make_logger()))
 
 
-@app.command()
+@app.command(epilog=examples(
+    "img2img export checkpoints/colorization -o colorization.onnx",
+    "img2img export checkpoints/horse2zebra -o h2z_AtoB.onnx",
+    "img2img export checkpoints/horse2zebra --direction BtoA -o h2z_BtoA.onnx",
+    "img2img export checkpoints/facades/G_AtoB.safetensors -o facades.onnx",
+))  # fmt: skip
 def export(
     source: Path = typer.Argument(..., help="A run directory (its G_AtoB, or G_BtoA with --direction) or a G_*.safetensors file."),
     output: Path = typer.Option(..., "--output", "-o", help="The .onnx file to write."),
@@ -179,7 +228,12 @@ def export(
     )
 
 
-@app.command()
+@app.command(epilog=examples(
+    "img2img translate -m colorization.onnx -i photos/ -o out/",
+    "img2img translate -m h2z.onnx -i 'photos/**/*.jpg' extra.png -o out/",
+    "img2img translate -m h2z.onnx -i photos/ -o out/ --format jpg --tile 512",
+    "img2img translate -m checkpoints/horse2zebra --backend torch -i a.png -o out/",
+))  # fmt: skip
 def translate(
     model: Path = typer.Option(..., "--model", "-m", help="An exported .onnx file, a run directory or a G_*.safetensors file."),
     inputs: list[str] = typer.Option(..., "--input", "-i", help="Image files, folders (recursive) or glob patterns; several may follow one --input."),
@@ -199,20 +253,28 @@ def translate(
     files are listed at the end (exit code 1) and all others are still written."""
     from img2img.batch import check_format, collect_inputs, translate_files
     from img2img.runtime import Translator
+    from img2img.runtime.memory import return_large_blocks
 
-    check_format(fmt)  # before the model loads
+    return_large_blocks()  # large images one after another: memory goes back to the OS between them
+
+    # What the inputs hold is checked before the model loads; outputs that would replace inputs
+    # and an output folder that cannot be written, before anything is translated.
+    check_format(fmt)
+    jobs, problems = collect_inputs([*inputs, *(more_inputs or [])])
+    if not jobs:
+        raise Img2ImgError("no input images: " + "; ".join(f"{p}: {why}" for p, why in problems))
     translator = Translator(
         model, direction=direction, backend=backend, device=device, threads=threads, batch_size=batch_size, tile=tile or None
     )
-    jobs, problems = collect_inputs([*inputs, *(more_inputs or [])])
-    if not jobs and problems:
-        raise Img2ImgError("no input images: " + "; ".join(f"{p}: {why}" for p, why in problems))
+    typer.echo(f"img2img: {translator.describe()}", err=True)
     report = translate_files(translator, jobs, output, fmt=fmt, overwrite=overwrite, progress=progress)
     failed = problems + report.failed
     summary = f"translated {len(report.written)} image(s) into {output} ({translator.backend} on {translator.device})"
     if report.skipped:
         summary += f"; kept {len(report.skipped)} existing output(s) (--overwrite replaces them)"
     typer.echo(summary)
+    for path, note in report.notes:
+        typer.echo(f"img2img: note: {path}: {note}", err=True)
     if failed:
         typer.echo(f"img2img: {len(failed)} input(s) could not be translated:", err=True)
         for path, why in failed:
@@ -220,22 +282,37 @@ def translate(
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(epilog=examples(
+    "img2img serve                   # http://127.0.0.1:7860, checkpoints/",
+    "img2img serve --models runs/ --port 8000",
+    "img2img serve --host 0.0.0.0    # open to your network: no login!",
+    "img2img serve --queue-size 200 --concurrency 2",
+))  # fmt: skip
 def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on. The default keeps the UI on this machine; 0.0.0.0 exposes it to your network (your choice; Docker needs it)."),
     port: int = typer.Option(7860, "--port", min=1, max=65535, help="TCP port."),
     models: Path = typer.Option(Path("checkpoints"), "--models", help="Folder searched (recursively) for exported .onnx models."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA if usable, else CPU), cpu or cuda."),
+    queue_size: int = typer.Option(64, "--queue-size", min=1, help="Requests that may wait for their turn; more are told the queue is full."),
+    concurrency: int = typer.Option(1, "--concurrency", min=1, help="Translations computed at once, over all tabs; each gets its share of the CPU cores."),
 ) -> None:
     """Start the web UI (Gradio): style transfer, colorization and sketch-to-photo with the
     exported models in --models; each tab is also an API endpoint (see docs/ui.md)."""
-    from img2img.app import serve as serve_app
+    # Checked before Gradio loads (seconds): a mistyped folder is an error here, not an empty page.
+    if not models.is_dir():
+        what = "is not a folder" if models.exists() else "does not exist"
+        raise Img2ImgError(f"--models {models} {what}; pass the folder holding your exported .onnx files (the shipped ones are in checkpoints/ of a checkout)")
+    from img2img.app import Limits, serve as serve_app
 
     make_logger()
-    serve_app(models, host=host, port=port, device=device)
+    serve_app(models, host=host, port=port, device=device, limits=Limits(queue_size=queue_size, concurrency=concurrency))
 
 
-@app.command(name="eval")
+@app.command(name="eval", epilog=examples(
+    "img2img eval --pred out/ --gt photos/ --json scores.json",
+    "img2img eval --pred out/ --ref zebras/      # unpaired: FID, KID",
+    "img2img eval --model colorization.onnx --data photos/",
+))  # fmt: skip
 def eval_(
     pred: Optional[Path] = typer.Option(None, "--pred", help="Folder of translated images to score."),
     gt: Optional[Path] = typer.Option(None, "--gt", help="Ground truth for --pred: same relative names (any extension)."),

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 @dataclass
 class Evaluation:
-    rows: list[dict] = field(default_factory=list)       # {"name", "images", "psnr", "ssim", "fid", "kid"}
+    rows: list[dict] = field(default_factory=list)       # {"name", "images", "psnr", "identical", "ssim", "cb_shift", "cr_shift", "fid", "kid"}
     skipped: list[str] = field(default_factory=list)     # "path: reason" for unreadable files
     notes: list[str] = field(default_factory=list)
 
@@ -48,17 +48,28 @@ class Evaluation:
         return json.dumps({"rows": clean, "skipped": self.skipped, "notes": self.notes}, indent=1)
 
     def table(self) -> str:
-        cols = [c for c in ("psnr", "ssim", "fid", "kid") if any(c in r for r in self.rows)]
-        lines = ["| " + " | ".join(["result", "images", *(c.upper() for c in cols)]) + " |", "|---" * (len(cols) + 2) + "|"]
+        cols = [c for c in COLUMNS if any(c in r for r in self.rows)]
+        lines = ["| " + " | ".join(["result", "images", *(COLUMNS[c] for c in cols)]) + " |", "|---" * (len(cols) + 2) + "|"]
         for r in self.rows:
-            cells = [r["name"], str(r["images"])] + [_fmt(c, r.get(c)) for c in cols]
+            cells = [r["name"], str(r["images"])] + [_cell(c, r) for c in cols]
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines)
 
 
-def _fmt(col: str, v: float | None) -> str:
+COLUMNS = {"psnr": "PSNR", "ssim": "SSIM", "cb_shift": "Cb/Cr shift", "fid": "FID", "kid": "KID"}
+
+
+def _cell(col: str, row: dict) -> str:
+    v = row.get(col)
     if v is None:
         return "-"
+    if col == "psnr":
+        same = row.get("identical", 0)
+        if math.isinf(v):
+            return "inf (all identical)"
+        return f"{v:.2f}" + (f" ({same} identical, left out)" if same else "")
+    if col == "cb_shift":  # the mean colour cast, levels of 255 (0 = none)
+        return f"{v:+.1f} / {row['cr_shift']:+.1f}"
     return f"{v:.4f}" if col in ("ssim", "kid") else f"{v:.2f}"
 
 

@@ -166,12 +166,18 @@ def mean_chroma(image: np.ndarray) -> np.ndarray:
 
 def paired_scores(preds: Sequence[np.ndarray], targets: Sequence[np.ndarray]) -> dict[str, float]:
     """Mean PSNR (dB) and SSIM over image pairs, and the colour cast: the mean over images of
-    mean Cb and Cr of the prediction minus the target's (levels of 255; 0 = no global cast)."""
+    mean Cb and Cr of the prediction minus the target's (levels of 255; 0 = no global cast).
+
+    PSNR is infinite for an identical pair: the mean is taken over the finite values, and
+    "identical" counts the others (all identical: PSNR inf)."""
     if not preds or len(preds) != len(targets):
         raise Img2ImgError(f"need equally many predictions and targets, got {len(preds)} and {len(targets)}")
     cast = np.mean([mean_chroma(p) - mean_chroma(t) for p, t in zip(preds, targets)], axis=0)
+    values = [psnr(p, t) for p, t in zip(preds, targets)]
+    finite = [v for v in values if math.isfinite(v)]
     return {
-        "psnr": float(np.mean([psnr(p, t) for p, t in zip(preds, targets)])),
+        "psnr": float(np.mean(finite)) if finite else math.inf,
+        "identical": len(values) - len(finite),
         "ssim": float(np.mean([ssim(p, t) for p, t in zip(preds, targets)])),
         "cb_shift": float(cast[0]),
         "cr_shift": float(cast[1]),

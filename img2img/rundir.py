@@ -12,6 +12,7 @@ STATE_FILE = "last.pt"           # resumable training state (plain tensors)
 HEALTH_FILE = "health.json"      # training health findings, when any were raised
 SAMPLES_DIR = "samples"          # sample grids, step_NNNNNNN.png
 TB_DIR = "tb"                    # TensorBoard logs
+EXAMPLES_DIR = "examples"        # beside a shipped model M.onnx: examples/M/*.png, inputs in the style it was trained on
 DIRECTIONS = ("AtoB", "BtoA")    # which way a generator maps; CycleGAN has both
 
 

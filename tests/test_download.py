@@ -24,7 +24,9 @@ import pytest
 from PIL import Image
 
 from img2img import Img2ImgError
-from img2img.data.download import Limits, ensure_dataset, safe_extract
+from img2img.data.archive import safe_extract
+from img2img.data.download import ensure_dataset
+from img2img.data.limits import Limits
 from img2img.data.registry import COMPLETE_MARKER, DATASETS, data_root, format_table, get_dataset
 
 LOG = logging.getLogger("test_download")
@@ -603,7 +605,7 @@ def test_silent_server_is_cut_off_and_not_asked_again(server, tmp_path):
     """Before: a server that accepts and answers nothing held the download for 60 s x 4 tries."""
     server.state.silent.add(CYCLEGAN_PATH)
     message, took = _timed_fetch("horse2zebra", tmp_path, server, limits=FAST, retries=3)
-    assert "no data arrived for 0.5 s (the server stalled)" in message
+    assert "no data arrived for 0.5 s: the server stalled" in message
     _says_what_to_do(message)
     assert took < 3 and server.gets(CYCLEGAN_PATH) == [None]  # retrying would only wait again
 

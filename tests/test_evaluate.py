@@ -67,9 +67,40 @@ def test_identical_folders(folders, tmp_path):
     r = invoke("--pred", str(folders / "gt"), "--gt", str(folders / "gt"), "--json", str(out))
     assert r.exit_code == 0, r.output
     row = json.loads(out.read_text())["rows"][0]
-    assert row["psnr"] == "inf" and row["ssim"] == pytest.approx(1.0)
+    assert row["psnr"] == "inf" and row["identical"] == row["images"] and row["ssim"] == pytest.approx(1.0)
+    assert (row["cb_shift"], row["cr_shift"]) == (0.0, 0.0)
+    assert "inf (all identical)" in r.output
     if fid_weights_path() is not None:
         assert row["fid"] == pytest.approx(0.0, abs=1e-3)
+
+
+def test_identical_pairs_are_counted_not_averaged_as_inf(folders, tmp_path):
+    """One pred equal to its ground truth: the mean PSNR is over the others, with a count."""
+    import shutil
+
+    mixed = tmp_path / "mixed"
+    shutil.copytree(folders / "pred", mixed)
+    first = sorted(p for p in (folders / "gt").iterdir() if p.suffix == ".png")[0]
+    for p in mixed.glob(first.stem + ".*"):
+        p.unlink()
+    shutil.copy(first, mixed / first.name)
+    out = tmp_path / "mixed.json"
+    r = invoke("--pred", str(mixed), "--gt", str(folders / "gt"), "--json", str(out))
+    assert r.exit_code == 0, r.output
+    row = json.loads(out.read_text())["rows"][0]
+    assert row["identical"] == 1 and math.isfinite(row["psnr"])
+    assert "(1 identical, left out)" in r.output
+
+
+def test_colour_cast_is_measured_in_cb_and_cr():
+    from img2img.metrics import paired_scores
+
+    rng = np.random.default_rng(0)
+    target = rng.integers(60, 190, (32, 32, 3), dtype=np.uint8)
+    bluer = target.copy()
+    bluer[:, :, 2] += 20  # +20 in B: Cb + 0.5 * 20, Cr - 0.081312 * 20
+    s = paired_scores([bluer], [target])
+    assert s["cb_shift"] == pytest.approx(10.0, abs=1e-6) and s["cr_shift"] == pytest.approx(-1.62624, abs=1e-4)
 
 
 def test_without_fid_weights_still_reports_psnr_and_ssim(folders, monkeypatch, tmp_path):

@@ -7,7 +7,7 @@ import torch
 from conftest import TINY
 from img2img import Img2ImgError
 from img2img.config import load_config
-from img2img.methods import CycleGAN, Pix2Pix, build_method
+from img2img.methods import CycleGAN, build_method
 from img2img.methods.base import STAT_G_GRAD
 from img2img.methods.common import Amp, ImagePool, choose_amp, recalibrate_batch_norm
 

@@ -24,7 +24,8 @@ def test_identical_images_give_inf_psnr_and_ssim_one():
     img = data.astronaut()
     assert psnr(img, img.copy()) == math.inf
     assert ssim(img, img.copy()) == pytest.approx(1.0, abs=1e-12)
-    assert paired_scores([img], [img]) == {"psnr": math.inf, "ssim": pytest.approx(1.0)}
+    assert paired_scores([img], [img]) == {"psnr": math.inf, "identical": 1, "ssim": pytest.approx(1.0),
+                                           "cb_shift": 0.0, "cr_shift": 0.0}
 
 
 def test_psnr_by_hand():

@@ -3,11 +3,14 @@ through each backend. The tiling arithmetic itself is tested in test_runtime_til
 
 from __future__ import annotations
 
+import gc
 import io
 import json
+import re
 import subprocess
 import sys
 import textwrap
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -189,6 +192,98 @@ def test_onnx_shared_statistics_tiling_matches_torch(resnet):
     # Both were tiled: the whole-image pass differs from them by far more than they differ.
     whole = Translator(onnx_path, tile=None).translate([img])[0]
     assert np.abs(np.asarray(a, int) - np.asarray(whole, int)).max() > 10
+
+
+# ---------------------------------------------------------------------------- progress, cancelling, limits
+
+
+def count_passes(tr: Translator, fail: bool = False) -> list[str]:
+    """The names of the backend methods tr calls, one per network pass, in order; with fail,
+    any pass raises AssertionError."""
+    calls: list[str] = []
+    backend = tr._backend
+    for name in ("run", "record_stats", "run_fixed"):
+        method = getattr(backend, name)
+
+        def counted(*args, method=method, name=name):
+            calls.append(name)
+            assert not fail, f"{name} ran"
+            return method(*args)
+
+        setattr(backend, name, counted)
+    return calls
+
+
+def test_progress_reports_every_network_pass(resnet):
+    """One tiled image (its statistics pass and its tiles, two per batch) and three small ones
+    in two batches: progress(done, total) after each pass, total = all of them."""
+    tr = Translator(resnet[1], tile=64, batch_size=2)
+    images = [photo("astronaut", (300, 200)), photo("coffee", (48, 40)), photo("chelsea", (48, 40)), photo("rocket", (30, 20))]
+    expected = tr.translate(images)
+    calls, reports = count_passes(tr), []
+    out = tr.translate(images, progress=lambda done, total: reports.append((done, total)))
+    total = len(calls)
+    assert calls[0] == "record_stats" and calls.count("run") == 2 and calls.count("run_fixed") == total - 3
+    assert total - 3 > 10  # the tiles, each pass reported
+    assert reports == [(k, total) for k in range(1, total + 1)]
+    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(out, expected))
+
+
+class Cancelled(Exception):
+    pass
+
+
+def test_raising_progress_stops_at_once_and_keeps_nothing(resnet):
+    """A callback that raises after the statistics pass and two tiles: no further pass runs,
+    the exception comes out, and the call's arrays (output, accumulator, tiles) are freed
+    without the cycle collector, so a cancelled request gives its memory back at once."""
+    tr = Translator(resnet[1], tile=64)
+    img = np.asarray(photo("astronaut", (2000, 1500)))  # 9 MB in and out; hundreds of tiles
+
+    def cancel(done: int, total: int) -> None:
+        if done == 3:
+            raise Cancelled
+
+    calls = count_passes(tr)
+    gc.collect()
+    gc.disable()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        try:
+            tr.translate_arrays([img], progress=cancel)
+        except Cancelled:
+            pass
+        else:
+            pytest.fail("the exception raised by progress was swallowed")
+        left = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+        gc.enable()
+    assert calls == ["record_stats", "run_fixed", "run_fixed"]
+    assert left < 1e6, f"{left / 1e6:.1f} MB still held after the cancelled call"
+
+
+def test_pixel_limit_is_refused_before_any_pass(resnet):
+    """MAX_PIXELS (img2img.data.images) holds for arrays and PIL images given to the runtime
+    directly, not only for files read by load_image; nothing runs for a refused call."""
+    tr = Translator(resnet[1])
+    calls = count_passes(tr, fail=True)
+    huge = np.broadcast_to(np.zeros((1, 1, 3), np.uint8), (10_001, 10_000, 3))  # no memory behind it
+    with pytest.raises(Img2ImgError, match=r"10000x10001 is 100\.01 megapixels, over the limit of 100 megapixels"):
+        tr.translate_arrays([np.zeros((8, 8, 3), np.uint8), huge])
+    with pytest.raises(Img2ImgError, match="over the limit of 100 megapixels"):
+        tr.translate([Image.new("1", (10_001, 10_000))])
+    assert calls == []
+
+
+def test_describe_names_runtime_device_threads_and_tiles(resnet):
+    run, onnx_path = resnet
+    line = Translator(onnx_path, device="cpu", threads=2, tile=512).describe()
+    assert re.fullmatch(r"ONNX Runtime \d+\.\d+\.\d+ on CPU \(CPUExecutionProvider\), 2 threads, tiles of 512 px", line), line
+    assert "one thread per physical core" in Translator(onnx_path, device="cpu").describe()
+    line = Translator(run, device="cpu", tile=None, batch_size=4).describe()
+    assert line == f"PyTorch {torch.__version__} on CPU, {torch.get_num_threads()} threads, no tiling, batches of 4"
 
 
 # ---------------------------------------------------------------------------- errors and devices

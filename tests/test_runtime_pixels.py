@@ -3,6 +3,8 @@ image, and colorization's luminance restore."""
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -46,3 +48,32 @@ def test_restore_luminance_keeps_chroma():
     angle = lambda d: np.arctan2(d[..., 1], d[..., 0])  # noqa: E731
     assert np.abs(np.angle(np.exp(1j * (angle(d_out[strong]) - angle(d_in[strong]))))).mean() < 0.15
 
+
+
+def traced_peak(fn):
+    """(fn(), the peak of memory traced while it ran): numpy and Pillow report to tracemalloc."""
+    tracemalloc.start()
+    try:
+        return fn(), tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_restore_luminance_works_in_strips():
+    """Large images get their luma back strip by strip: the same result as one pass, with
+    memory of one output and a strip (one pass needs about 50 bytes a pixel in floats)."""
+    rgb = np.asarray(photo("coffee", (400, 6000)))
+    grey = np.asarray(photo("astronaut", (400, 6000)).convert("L"))
+    one_pass = restore_luminance(grey, rgb, rows=rgb.shape[0])
+    out, peak = traced_peak(lambda: restore_luminance(grey, rgb))
+    assert np.array_equal(out, one_pass)
+    assert peak < 3 * rgb.nbytes, f"{peak / rgb.nbytes:.1f}x the image"
+
+
+def test_prepare_makes_one_copy():
+    """np.asarray(PIL image) holds two copies for a moment (Pillow's tobytes); prepare not."""
+    img = photo("chelsea", (1000, 4000))
+    a, peak = traced_peak(lambda: prepare(img, 3))
+    assert np.array_equal(a, np.asarray(img)) and a.shape == (4000, 1000, 3)
+    assert peak < 1.3 * a.nbytes, f"{peak / a.nbytes:.1f}x the image"
+    assert np.array_equal(prepare(img, 1)[:, :, 0], np.asarray(img.convert("L")))

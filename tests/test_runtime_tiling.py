@@ -8,6 +8,7 @@ import pytest
 from skimage import data
 
 from img2img.runtime import blend_weights, pad_amounts, reflect_pad, tile_starts
+from img2img.runtime.tiling import padded_window
 
 
 @pytest.mark.parametrize("length,multiple,min_size", [(37, 4, 8), (5, 4, 8), (64, 16, 16), (1, 32, 32), (300, 32, 32)])
@@ -46,3 +47,14 @@ def test_tiles_cover_align_and_blend_to_one(length, tile, overlap, multiple):
     np.testing.assert_allclose(total, 1.0, atol=1e-6)
 
 
+@pytest.mark.parametrize("multiple,min_size", [(4, 8), (16, 16), (32, 128)])  # 128: pads larger than the image
+def test_padded_window_is_a_window_of_the_padded_image(multiple, min_size):
+    """Tiles are cut from the reflect-padded image without padding it whole; each window must
+    equal the slice of np.pad's image, at the borders, inside, and where the reflection wraps."""
+    rgb = data.coffee()[:37, :53]
+    padded, (top, left) = reflect_pad(rgb, multiple, min_size)
+    hp, wp = padded.shape[:2]
+    for y, x, h, w in [(0, 0, hp, wp), (0, 0, 8, 8), (hp - 8, wp - 8, 8, 8), (top, left, 37, 53), (4, 8, hp - 4, 16)]:
+        window = padded_window(rgb, top, left, y, x, h, w)
+        assert np.array_equal(window, padded[y : y + h, x : x + w]), (y, x, h, w)
+    assert np.shares_memory(padded_window(rgb, top, left, top + 1, left + 2, 8, 8), rgb)  # inside: a view

@@ -234,7 +234,7 @@ def _make_user_error(kind: str, tmp_path: Path, data_root: Path) -> list:
     ("mismatch", "only in B: ['rocket']"),
     ("unreadable", "broken.jpg: cannot read image"),
     ("small", "smaller than data.crop_size=64"),
-    ("preset", "presets: colorization, cyclegan, pix2pix, sketch2photo"),
+    ("preset", "presets: colorization, colorization-cpu, cyclegan, cyclegan-cpu, pix2pix, pix2pix-cpu, sketch2photo, sketch2photo-cpu"),
     ("key", "unknown config key 'train.lr'"),
     ("nodata", "pass --data DIR"),
 ])

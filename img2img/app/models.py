@@ -4,6 +4,7 @@ sessions. Cards are read with img2img.card.read_onnx_card: discovery imports no 
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,11 +18,64 @@ from img2img.runtime import DEFAULT_TILE, Translator
 
 DIRECTION_LABELS = {"AtoB": "A → B", "BtoA": "B → A"}
 
+# Plain-words names of a task's two domains (A, B). Style and paired models say theirs in the run
+# name instead (see domain_names).
+TASK_DOMAINS = {"colorization": ("grey photo", "colour photo"), "sketch2photo": ("sketch", "photo")}
+# The word a result file is named with (coffee.jpg -> coffee_colorized.png); other tasks use the
+# name of the domain the result is in (chelsea.png -> chelsea_starry_night.png).
+RESULT_WORDS = {"colorization": "colorized"}
+# Run names that only say how a model was trained, not what it maps (the presets' default names).
+GENERIC_NAMES = ("cyclegan", "pix2pix", "colorization", "sketch2photo")
+
+
+def domain_names(task: str, name: str) -> tuple[str, str]:
+    """(domain A, domain B) in plain words, for the UI's direction labels. Run names of the
+    classic datasets say both ("horse2zebra" -> horse, zebra); a style model trained on one
+    painting or artist is named after it ("starry_night" -> photo, Starry Night); a preset's
+    default name says nothing, so A and B stay A and B."""
+    if task in TASK_DOMAINS:
+        return TASK_DOMAINS[task]
+    base = name.lower().removesuffix("-cpu")
+    pair = re.fullmatch(r"([a-z]+)2([a-z][a-z_]*)", base)
+    if base in GENERIC_NAMES or (pair and pair[1] == pair[2]):  # pix2pix: a method, not a pair of domains
+        return "A", "B"
+    if pair:
+        return pair[1], pair[2].replace("_", " ")
+    if task == "style":
+        return "photo", name.replace("_", " ").replace("-", " ").title()
+    return "A", "B"
+
+
+@dataclass(frozen=True)
+class Route:
+    """What one generator maps, in plain words: "photo → Starry Night"."""
+
+    source: str
+    target: str
+    result_word: str  # results are saved as <input name>_<result_word>.png
+
+    @property
+    def label(self) -> str:
+        return f"{self.source} → {self.target}"
+
+
+def _slug(words: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", words.lower()).strip("_") or "result"
+
+
+def route(card: ModelCard, name: str) -> Route:
+    a, b = domain_names(card.task, name)
+    source, target = (a, b) if card.direction == "AtoB" else (b, a)
+    # Nameless domains (A, B) would name results "_b": the run and direction say more.
+    word = RESULT_WORDS.get(card.task) or (_slug(target) if (a, b) != ("A", "B") else f"{_slug(name)}_{card.direction}")
+    return Route(source, target, word)
+
 
 @dataclass(frozen=True)
 class ModelFile:
     path: Path
     card: ModelCard
+    route: Route
 
 
 @dataclass
@@ -88,7 +142,7 @@ def discover_models(
             group = ModelGroup(label="", name=run_name(card, path))
             candidates.append(group)
             by_tab[tab].append(group)
-        group.files[card.direction] = ModelFile(path, card)
+        group.files[card.direction] = ModelFile(path, card, route(card, group.name))
     for tab_groups in by_tab.values():
         # Label = run name; runs sharing a name are told apart by their first file.
         names = [g.name for g in tab_groups]

@@ -143,10 +143,11 @@ class DerivedPairDataset(_Augmented):
                          extractor and size) -> the same crop + flip on A and B
                          -> colour jitter on B only (lines barely depend on colour, and
                          jittering first would defeat the cache)
-        sketch with preprocess=scale_crop: crop (resized) + flip -> A = sketch of the crop
-                         (not cached) -> colour jitter on B. The crop is rescaled, so lines
-                         drawn before it would be thinned or thickened; drawn after, they are
-                         as thin as the extractor draws them on any image at inference.
+        sketch with preprocess=scale_crop and a per-crop extractor (XDoG, Canny): crop
+                         (resized) + flip -> A = sketch of the crop (not cached) -> colour
+                         jitter on B. The crop is rescaled, so hard 1-px lines drawn before it
+                         would be thinned or thickened; drawn after, they are as thin as the
+                         extractor draws them on any image at inference. (HED: as above, cached.)
     """
 
     def __init__(self, photos: list[Path], cfg: DataConfig, seed: int, log: logging.Logger,
@@ -158,7 +159,7 @@ class DerivedPairDataset(_Augmented):
         self.crop_one = compose(geometric_steps(cfg))
         self.crop_pair = compose(geometric_steps(cfg), paired=True)
         size = cfg.load_size if cfg.preprocess == "resize_and_crop" else None
-        self.draw_after_crop = cfg.preprocess == "scale_crop"
+        self.draw_after_crop = cfg.preprocess == "scale_crop" and sketcher is not None and sketcher.per_crop
         cached = sketcher is not None and cache_root is not None and not self.draw_after_crop
         self.cache = SketchCache(cache_root, sketcher, size, log) if cached else None
         self.sketcher = sketcher

@@ -51,6 +51,10 @@ class Sketcher(Protocol):
     """RGB uint8 HxWx3 -> line drawing uint8 HxW (dark lines on white)."""
 
     name: ClassVar[str]
+    # With data.preprocess=scale_crop (crops resized): True = drawn on each resized crop (cheap
+    # extractors with hard 1-px lines, whose look a resize would change); False = drawn once per
+    # photo, cached, and cropped with it (too slow per crop; soft lines that survive a resize).
+    per_crop: ClassVar[bool]
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray: ...
 
@@ -71,6 +75,7 @@ class _Tagged:
 @dataclass(frozen=True)
 class XDoG(_Tagged):
     name: ClassVar[str] = "xdog"
+    per_crop: ClassVar[bool] = True
     sigma: float = 0.8
     k: float = 1.6
     tau: float = 0.98
@@ -84,6 +89,7 @@ class XDoG(_Tagged):
 @dataclass(frozen=True)
 class Canny(_Tagged):
     name: ClassVar[str] = "canny"
+    per_crop: ClassVar[bool] = True
     low: int = 80
     high: int = 160
 
@@ -98,6 +104,7 @@ class HED(_Tagged):
     in each process (DataLoader workers included); pickling drops it, so workers start cheaply."""
 
     name: ClassVar[str] = "hed"
+    per_crop: ClassVar[bool] = False
     weights: str = "bsds500"  # the package's bundled BSDS500 weights (the only ones offered)
     _net: list = field(default_factory=list, repr=False, compare=False)  # [HEDNet] once loaded
 

@@ -32,6 +32,10 @@ class Backend(Protocol):
 
     def run(self, batch: np.ndarray) -> np.ndarray: ...
 
+    def describe(self) -> str:
+        """Runtime, version, device and CPU threads, for start-up lines."""
+        ...
+
     def norm_layers(self) -> int:
         """Number of instance-norm layers whose statistics tiling can share."""
         ...
@@ -91,12 +95,21 @@ class OrtBackend:
         self.device = "cuda" if CUDA_EP in self.providers else "cpu"
         self.input_name = self._session.get_inputs()[0].name
         self.metadata = dict(self._session.get_modelmeta().custom_metadata_map)
-        self._path, self._options = path, options
+        self._path, self._options, self._threads = path, options, threads
         self._norms: list[NormParams] | None = None  # per InstanceNormalization, read on first use
         self._fixed: ort.InferenceSession | None = None  # session of fixed_graph
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         return self._session.run(None, {self.input_name: _as_input(batch)})[0]
+
+    def describe(self) -> str:
+        import onnxruntime as ort
+
+        line = f"ONNX Runtime {ort.__version__} on {self.device.upper()} ({', '.join(self.providers)})"
+        if self.device == "cpu":
+            # intra_op_num_threads 0 lets ONNX Runtime choose; it does not say what it chose.
+            line += f", {self._threads} threads" if self._threads else ", one thread per physical core"
+        return line
 
     def norm_layers(self) -> int:
         if self._norms is None:
@@ -155,6 +168,13 @@ class TorchBackend:
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         return self._forward(batch).numpy()
+
+    def describe(self) -> str:
+        import torch
+
+        if self.device == "cuda":
+            return f"PyTorch {torch.__version__} on CUDA ({torch.cuda.get_device_name()})"
+        return f"PyTorch {torch.__version__} on CPU, {torch.get_num_threads()} threads"
 
     def norm_layers(self) -> int:
         return len(self._norms)

@@ -1,9 +1,11 @@
 """Tiling arithmetic (pure numpy): padding a side to the network's size rules, tile origins on
-the network's stride grid, and blend weights that sum to one at every pixel."""
+the network's stride grid, windows of the padded image without padding it whole, and blend
+weights that sum to one at every pixel."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -26,6 +28,60 @@ def reflect_pad(u8: np.ndarray, multiple: int, min_size: int) -> tuple[np.ndarra
     if ph != (0, 0) or pw != (0, 0):
         u8 = np.pad(u8, (ph, pw, (0, 0)), mode="reflect")
     return u8, (ph[0], pw[0])
+
+
+def reflect_index(positions: np.ndarray, length: int) -> np.ndarray:
+    """Indices into an axis of `length` for positions of its reflect-padded extension, any
+    distance outside [0, length): what np.pad(mode="reflect") copies there (mirrored about the
+    end samples, which are not repeated; period 2 (length - 1))."""
+    if length == 1:
+        return np.zeros_like(positions)
+    period = 2 * (length - 1)
+    i = np.abs(positions) % period
+    return np.where(i >= length, period - i, i)
+
+
+def padded_window(u8: np.ndarray, top: int, left: int, y: int, x: int, height: int, width: int) -> np.ndarray:
+    """The height x width window at (y, x) of u8 reflect-padded by (top, left) before: equal to
+    np.pad(u8, ..., mode="reflect")[y : y + height, x : x + width], but only the window is built
+    (padding a large image whole would copy all of it). A view when the window is inside u8."""
+    y0, x0 = y - top, x - left
+    if 0 <= y0 and y0 + height <= u8.shape[0] and 0 <= x0 and x0 + width <= u8.shape[1]:
+        return u8[y0 : y0 + height, x0 : x0 + width]  # inside the image: a view
+    rows = reflect_index(np.arange(y0, y0 + height), u8.shape[0])
+    cols = reflect_index(np.arange(x0, x0 + width), u8.shape[1])
+    # Two takes from the window's bounding box: several times faster than u8[np.ix_(rows, cols)].
+    box = u8[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+    return box.take(rows - rows.min(), axis=0).take(cols - cols.min(), axis=1)
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    """The tiles of one image: the image reflect-padded to height x width (it starts at (top,
+    left) in there), tiles of tile_h x tile_w at rows ys and columns xs."""
+
+    top: int
+    left: int
+    height: int
+    width: int
+    tile_h: int
+    tile_w: int
+    ys: list[int]
+    xs: list[int]
+
+    @property
+    def tiles(self) -> list[tuple[int, int]]:
+        """(row index, column index) of every tile, row by row (the order tiling relies on)."""
+        return [(i, j) for i in range(len(self.ys)) for j in range(len(self.xs))]
+
+
+def tile_grid(h: int, w: int, tile: int, overlap: int, multiple: int, min_size: int) -> TileGrid:
+    """Tiles for an h x w image: each axis padded to a multiple of `multiple` (at least
+    min_size), tiles of `tile` (or the padded side, when smaller) on the stride grid."""
+    ph, pw = pad_amounts(h, multiple, min_size), pad_amounts(w, multiple, min_size)
+    hp, wp = h + sum(ph), w + sum(pw)
+    th, tw = min(tile, hp), min(tile, wp)
+    return TileGrid(ph[0], pw[0], hp, wp, th, tw, tile_starts(hp, th, overlap, multiple), tile_starts(wp, tw, overlap, multiple))
 
 
 def tile_starts(length: int, tile: int, overlap: int, multiple: int = 1) -> list[int]:

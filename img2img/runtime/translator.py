@@ -12,13 +12,28 @@ from PIL import Image
 
 from img2img import Img2ImgError
 from img2img.card import ModelCard
+from img2img.data.images import MAX_PIXELS
 from img2img.io import from_unit, to_unit
 from img2img.runtime.backends import Backend, OrtBackend, TorchBackend
 from img2img.runtime.pixels import prepare, restore_luminance, to_pil
-from img2img.runtime.tiling import blend_weights, ceil_to, reflect_pad, tile_starts
+from img2img.runtime.tiling import TileGrid, blend_weights, ceil_to, padded_window, reflect_pad, tile_grid
 
 DEFAULT_TILE = 1024  # sides above this are translated in overlapping tiles (bounded memory)
 BACKENDS = ("onnx", "torch")
+FLUSH_ROWS = 128  # rows of finished tiles converted to uint8 at a time
+
+# progress(done, total): called after every network pass; raising in it stops the translation.
+Progress = Callable[[int, int], None]
+
+
+def check_pixels(width: int, height: int) -> None:
+    """The pixel limit of img2img.data.images (MAX_PIXELS), for images that reach the runtime
+    without load_image (arrays, PIL images from elsewhere)."""
+    if width * height > MAX_PIXELS:
+        raise Img2ImgError(
+            f"{width}x{height} is {width * height / 1e6:.2f} megapixels, over the limit of "
+            f"{MAX_PIXELS / 1e6:g} megapixels; downscale it first"
+        )
 
 
 class Translator:
@@ -104,41 +119,77 @@ class Translator:
         on = f"{self.device}: {', '.join(self.providers)}" if self.providers else self.device
         return f"Translator({c.method} {c.direction} {c.task}, backend={self.backend} on {on}, tile={self.tile})"
 
+    def describe(self) -> str:
+        """One line for start-up messages: runtime, device, threads and tiling, e.g. "ONNX
+        Runtime 1.31.1 on CPU (CPUExecutionProvider), 2 threads, tiles of 1024 px"."""
+        tiles = f"tiles of {self.tile} px" if self.tile else "no tiling"
+        batches = f", batches of {self.batch_size}" if self.batch_size > 1 else ""
+        return f"{self._backend.describe()}, {tiles}{batches}"
+
     def run_batch(self, batch: np.ndarray) -> np.ndarray:
         """The raw network on NCHW float32 in [-1, 1]; H, W valid for the network."""
         return self._backend.run(batch)
 
-    def translate(self, images: Sequence[Image.Image]) -> list[Image.Image]:
-        """Translate images of any size and mode; returns one image per input, same size."""
+    def translate(self, images: Sequence[Image.Image], progress: Progress | None = None) -> list[Image.Image]:
+        """Translate images of any size and mode; returns one image per input, same size.
+        progress: as in translate_arrays."""
+        for img in images:
+            check_pixels(*img.size)
         arrays = [prepare(img, self.card.input_channels) for img in images]
-        return [to_pil(a) for a in self.translate_arrays(arrays)]
+        return [to_pil(a) for a in self.translate_arrays(arrays, progress)]
 
-    def translate_arrays(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+    def translate_arrays(self, arrays: Sequence[np.ndarray], progress: Progress | None = None) -> list[np.ndarray]:
         """HxWxC uint8 (C = the model's input channels) -> HxWxC' uint8, same H and W.
-        Images padded to the same size share a forward pass, batch_size at a time."""
+        Images padded to the same size share a forward pass, batch_size at a time.
+
+        progress(done, total) is called after every network pass: one per batch of whole
+        images, one per batch of tiles and one for each tiled image's shared statistics;
+        total counts them all for this call. An exception raised by progress (a cancelled
+        request) stops the work at once and propagates; nothing of the call is kept."""
         c = self.card
+        for a in arrays:
+            check_pixels(a.shape[1], a.shape[0])
         out: list[np.ndarray | None] = [None] * len(arrays)
+        grids: dict[int, TileGrid] = {}  # tiled images
         groups: dict[tuple[int, int], list[int]] = {}  # padded size -> image indices
         for i, a in enumerate(arrays):
             h, w = a.shape[:2]
             if self.tile is not None and max(h, w) > self.tile:
-                out[i] = self._translate_tiled(a)
+                grids[i] = tile_grid(h, w, self.tile, self.tile_overlap, c.size_multiple, c.min_size)
             else:
                 padded_size = tuple(ceil_to(max(n, c.min_size), c.size_multiple) for n in (h, w))
                 groups.setdefault(padded_size, []).append(i)  # type: ignore[arg-type]
-        for indices in groups.values():
-            for k in range(0, len(indices), self.batch_size):
-                chunk = indices[k : k + self.batch_size]
-                padded = [reflect_pad(arrays[i], c.size_multiple, c.min_size) for i in chunk]
-                y = self.run_batch(np.stack([to_unit(x) for x, _ in padded]))
-                for i, yi, (_, (top, left)) in zip(chunk, y, padded):
-                    h, w = arrays[i].shape[:2]
-                    out[i] = from_unit(yi[:, top : top + h, left : left + w])
+        batches = [ix[k : k + self.batch_size] for ix in groups.values() for k in range(0, len(ix), self.batch_size)]
+        total = len(batches) + sum(self._tiled_passes(g) for g in grids.values())
+        done = 0
+
+        def tick() -> None:
+            nonlocal done
+            done += 1
+            if progress is not None:
+                progress(done, total)
+
+        for i, grid in grids.items():
+            out[i] = self._translate_tiled(arrays[i], grid, tick)
+        for chunk in batches:
+            padded = [reflect_pad(arrays[i], c.size_multiple, c.min_size) for i in chunk]
+            y = self.run_batch(np.stack([to_unit(x) for x, _ in padded]))
+            for i, yi, (_, (top, left)) in zip(chunk, y, padded):
+                h, w = arrays[i].shape[:2]
+                out[i] = from_unit(yi[:, top : top + h, left : left + w])
+            tick()
         if self.keep_luminance:
             out = [restore_luminance(a[:, :, 0], o) for a, o in zip(arrays, out)]
         return out  # type: ignore[return-value]
 
-    def _translate_tiled(self, u8: np.ndarray) -> np.ndarray:
+    def _shares_stats(self) -> bool:
+        return self.shared_stats and self._backend.norm_layers() > 0
+
+    def _tiled_passes(self, grid: TileGrid) -> int:
+        """Network passes for one tiled image: the batches of tiles, and the statistics pass."""
+        return -(-len(grid.tiles) // self.batch_size) + self._shares_stats()
+
+    def _translate_tiled(self, u8: np.ndarray, grid: TileGrid, tick: Callable[[], None]) -> np.ndarray:
         """Overlapping tiles, each translated alone, blended with normalized raised-cosine weights.
 
         Tiles start at multiples of the network's stride, so every tile sees the same pixel grid
@@ -147,54 +198,55 @@ class Translator:
         contrast; with shared_stats every tile is instead normalized by one set of per-layer
         statistics, measured in a pass over the whole image downscaled to fit one tile.
 
-        Memory: the uint8 input and output, a float32 accumulator for the rows of the current
-        tile row (rows above the next tile row are final and written out as uint8), and one
-        batch of tiles through the network: 1.86 GB peak RSS measured for a 4096 x 4096 photo
-        through the default ResNet with 1024 px tiles on CPU (ONNX Runtime)."""
-        assert self.tile is not None
-        h, w = u8.shape[:2]
-        m, t, ov, c_out = self.card.size_multiple, self.tile, self.tile_overlap, self.card.output_channels
-        # Pad every axis to a multiple of the stride (and to min_size); tiles then align to it.
-        u8, (top, left) = reflect_pad(u8, m, self.card.min_size)
-        hp, wp = u8.shape[:2]
-        th, tw = min(t, hp), min(t, wp)
-        ys, xs = tile_starts(hp, th, ov, m), tile_starts(wp, tw, ov, m)
-        wy, wx = blend_weights(hp, th, ys, ov), blend_weights(wp, tw, xs, ov)
+        Memory, besides one batch of tiles through the network: the uint8 input and output and
+        a float32 accumulator one tile high and the padded width (rows above the current tile
+        row are final and written out as uint8). No full-size float copy and no padded copy of
+        the image is made: tiles are cut from the reflect-padded image as windows
+        (padded_window). tick() is called after every network pass."""
+        g, h, w = grid, u8.shape[0], u8.shape[1]
+        wy = blend_weights(g.height, g.tile_h, g.ys, self.tile_overlap)
+        wx = blend_weights(g.width, g.tile_w, g.xs, self.tile_overlap)
 
         run: Callable[[np.ndarray], np.ndarray] = self.run_batch
-        if self.shared_stats and self._backend.norm_layers():
+        if self._shares_stats():
             stats = self._backend.record_stats(self._stats_input(u8)[None])
+            tick()
             run = lambda batch: self._backend.run_fixed(batch, stats)  # noqa: E731
 
-        out = np.empty((h, w, c_out), dtype=np.uint8)
-        lo = 0  # first padded row not yet written out; acc holds rows lo .. lo + acc.shape[1]
-        acc = np.zeros((c_out, 0, wp), dtype=np.float32)
+        out = np.empty((h, w, self.card.output_channels), dtype=np.uint8)
+        acc = np.zeros((self.card.output_channels, g.tile_h, g.width), dtype=np.float32)
+        lo = 0  # acc holds padded rows lo .. lo + tile_h
 
-        def write_rows(upto: int) -> None:
-            """Rows lo .. upto are complete (no later tile reaches them): crop, convert, drop."""
-            nonlocal lo, acc
-            a, b = max(lo, top), min(upto, top + h)
-            if a < b:
-                out[a - top : b - top] = from_unit(acc[:, a - lo : b - lo, left : left + w])
-            acc = acc[:, upto - lo :].copy()  # a copy, so the finished rows' memory is freed
+        def flush(upto: int) -> None:
+            """Rows lo .. upto are final (no later tile reaches them): crop them into out and
+            move the rest of acc up, so that it starts at row upto."""
+            nonlocal lo
+            n = upto - lo
+            # Converted FLUSH_ROWS at a time: from_unit's float temporaries stay that small.
+            for a in range(max(lo, g.top), min(upto, g.top + h), FLUSH_ROWS):
+                b = min(a + FLUSH_ROWS, upto, g.top + h)
+                out[a - g.top : b - g.top] = from_unit(acc[:, a - lo : b - lo, g.left : g.left + w])
+            acc[:, : g.tile_h - n] = acc[:, n:]
+            acc[:, g.tile_h - n :] = 0
             lo = upto
 
-        jobs = [(i, j) for i in range(len(ys)) for j in range(len(xs))]
-        for k in range(0, len(jobs), self.batch_size):
-            chunk = jobs[k : k + self.batch_size]
-            y = run(np.stack([to_unit(u8[ys[i] : ys[i] + th, xs[j] : xs[j] + tw]) for i, j in chunk]))
+        tiles = g.tiles
+        for k in range(0, len(tiles), self.batch_size):
+            chunk = tiles[k : k + self.batch_size]
+            windows = [padded_window(u8, g.top, g.left, g.ys[i], g.xs[j], g.tile_h, g.tile_w) for i, j in chunk]
+            y = run(np.stack([to_unit(x) for x in windows]))
             for (i, j), yi in zip(chunk, y):
-                grow = ys[i] + th - (lo + acc.shape[1])
-                if grow > 0:
-                    acc = np.concatenate([acc, np.zeros((c_out, grow, wp), dtype=np.float32)], axis=1)
-                acc[:, ys[i] - lo : ys[i] - lo + th, xs[j] : xs[j] + tw] += yi * wy[i][:, None] * wx[j][None, :]
-            # Tiles are processed row by row: rows above the next tile's row are final.
-            write_rows(ys[jobs[k + len(chunk)][0]] if k + len(chunk) < len(jobs) else hp)
+                if g.ys[i] > lo:  # the first tile of a new row: the rows above it are final
+                    flush(g.ys[i])
+                acc[:, :, g.xs[j] : g.xs[j] + g.tile_w] += yi * wy[i][:, None] * wx[j][None, :]
+            tick()
+        flush(g.height)
         return out
 
     def _stats_input(self, u8: np.ndarray) -> np.ndarray:
-        """The whole (padded) image, box-downscaled so its long side fits one tile, padded to a
-        valid size: CxHxW float in [-1, 1]."""
+        """The whole image, box-downscaled so its long side fits one tile, reflect-padded to a
+        valid size: CxHxW float in [-1, 1]. (The downscale goes through a PIL copy of the
+        image; it lives before the tiles run, below the peak they set.)"""
         assert self.tile is not None
         h, w = u8.shape[:2]
         scale = min(1.0, self.tile / max(h, w))
