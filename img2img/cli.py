@@ -73,6 +73,7 @@ def make_logger(rank: int = 0) -> logging.Logger:
     "img2img train --config pix2pix --data DIR --set data.crop_size=128",
     "img2img train --run-dir checkpoints/horse2zebra --resume",
     "torchrun --nproc-per-node 2 -m img2img train --config cyclegan --data DIR",
+    "img2img train --config colorization-cpu --data ~/photos --serve   # then export and open the UI",
 ))  # fmt: skip
 def train(
     config: Optional[str] = typer.Option(None, "--config", "-c", help="Preset name in configs/ (pix2pix, cyclegan, colorization, sketch2photo, and their -cpu versions) or a YAML file."),
@@ -84,6 +85,8 @@ def train(
     device: str = typer.Option("auto", "--device", help="auto (CUDA if usable, else CPU), cpu or cuda."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Stop after this many steps in total (instead of the epochs in the config)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
+    serve_after: bool = typer.Option(False, "--serve", help="When training finishes: export the generator(s) to ONNX in the run directory and serve the web UI on them."),
+    port: int = typer.Option(7860, "--port", min=1, max=65535, help="The web UI's port, with --serve (it listens on 127.0.0.1)."),
 ) -> None:
     """Train a model. Under torchrun, each process trains on its shard (DDP); data.batch_size is per process.
 
@@ -149,12 +152,29 @@ def train(
         log.warning("stopped at step %d; checkpoint saved in %s. Continue with:\n  img2img train --run-dir %s --resume",
                     result.step, run_dir, run_dir)
         raise typer.Exit(128 + int(result.stopped_by))
-    export_hint = f"img2img export {run_dir} -o {run_dir}/{cfg.name}.onnx"
-    if cfg.method == "cyclegan":
-        export_hint = (f"img2img export {run_dir} -o {run_dir}/{cfg.name}_AtoB.onnx\n  "
-                       f"img2img export {run_dir} --direction BtoA -o {run_dir}/{cfg.name}_BtoA.onnx")
-    log.info("finished at step %d; the model is in %s. Next:\n  %s\n  img2img serve --models %s",
-             result.step, run_dir, export_hint, run_dir)
+    exports = _onnx_files(cfg, run_dir)
+    if not serve_after:
+        hint = "\n  ".join(f"img2img export {run_dir}" + ("" if d == "AtoB" else f" --direction {d}") + f" -o {path}"
+                           for d, path in exports)
+        log.info("finished at step %d; the model is in %s. Next:\n  %s\n  img2img serve --models %s",
+                 result.step, run_dir, hint, run_dir)
+        return
+    from img2img.app import serve as serve_app
+    from img2img.export import export_onnx
+
+    log.info("finished at step %d; exporting to ONNX and serving %s", result.step, run_dir)
+    for direction, path in exports:
+        r = export_onnx(run_dir, path, direction=direction)
+        log.info("wrote %s (ONNX Runtime vs PyTorch max abs diff %.1e)", path, r.max_abs_diff)
+    serve_app(run_dir, port=port, device=device)
+
+
+def _onnx_files(cfg, run_dir: Path) -> list[tuple[str, Path]]:
+    """(direction, .onnx path) of each generator of a finished run."""
+    from img2img.rundir import DIRECTIONS, onnx_file
+
+    both = cfg.method == "cyclegan"
+    return [(d, run_dir / onnx_file(_run_name(cfg.name), d, both)) for d in (DIRECTIONS if both else ("AtoB",))]
 
 
 def _run_name(name: str) -> str:

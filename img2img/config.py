@@ -271,13 +271,23 @@ def dump_config(cfg: RunConfig) -> str:
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
 
 
+# Keys that configs saved by earlier versions may hold, dropped when such a config is read back
+# (a run directory or a model must keep loading); a preset or --set naming them is still refused.
+RETIRED_KEYS = {
+    ("train", "grad_norm_limit"): "replaced by train.grad_jump (health is judged against the run's own history)",
+}
+
+
 def config_from_yaml(text: str, source: str) -> RunConfig:
     """The one way a saved config text (config.yaml, a generator's or an ONNX card's metadata)
-    is read back: parsed and validated."""
+    is read back: parsed, retired keys dropped, validated."""
     try:
         tree = yaml.safe_load(text) or {}
     except yaml.YAMLError as e:
         raise Img2ImgError(f"{source}: the config is not valid YAML ({e})") from None
     if not isinstance(tree, dict):
         raise Img2ImgError(f"{source}: the config must be a mapping of sections")
+    for section, key in RETIRED_KEYS:
+        if isinstance(tree.get(section), dict):
+            tree[section].pop(key, None)
     return validate(tree, source)

@@ -22,6 +22,13 @@ def generator_file(direction: str) -> str:
     return f"G_{direction}.safetensors"
 
 
+def onnx_file(name: str, direction: str, both_directions: bool) -> str:
+    """The exported model's file name: NAME.onnx, or NAME_AtoB.onnx / NAME_BtoA.onnx for a model
+    with both directions (CycleGAN); the UI names directions after these."""
+    check_direction(direction)
+    return f"{name}_{direction}.onnx" if both_directions else f"{name}.onnx"
+
+
 def sample_file(step: int) -> str:
     return f"step_{step:07d}.png"
 

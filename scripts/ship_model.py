@@ -26,7 +26,7 @@ from img2img.checkpoint import load_run_config, load_state
 from img2img.data.images import list_images, load_image
 from img2img.evaluate import Evaluation, evaluate_model
 from img2img.export import export_onnx
-from img2img.rundir import CONFIG_FILE, EXAMPLES_DIR, STATE_FILE, generator_file
+from img2img.rundir import CONFIG_FILE, DIRECTIONS, EXAMPLES_DIR, STATE_FILE, generator_file, onnx_file
 from img2img.runtime import Translator
 
 REPO = Path(__file__).resolve().parent.parent
@@ -120,11 +120,10 @@ def main() -> None:
     state_step = load_state(args.run / STATE_FILE)["step"]
 
     cyclegan = cfg.method == "cyclegan"
-    directions = ["AtoB", "BtoA"] if cyclegan else ["AtoB"]
+    directions = DIRECTIONS if cyclegan else ("AtoB",)
     onnx_files, parity = {}, {}
     for d in directions:
-        name = f"{args.name}_{d}.onnx" if cyclegan else f"{args.name}.onnx"
-        r = export_onnx(args.run, out / name, direction=d)
+        r = export_onnx(args.run, out / onnx_file(args.name, d, cyclegan), direction=d)
         onnx_files[d], parity[d] = r.path, r.max_abs_diff
         shutil.copy2(args.run / generator_file(d), out / generator_file(d))
     shutil.copy2(args.run / CONFIG_FILE, out / CONFIG_FILE)

@@ -88,3 +88,13 @@ def test_set_keeps_text_for_text_keys():
     cfg = load_config("pix2pix", ["train.amp=off", "data.root=2024", "data.dataset=on", "model.spectral_norm=off", "train.max_steps=null"])
     assert (cfg.train.amp, cfg.data.root, cfg.data.dataset) == ("off", "2024", "on")
     assert cfg.model.spectral_norm is False and cfg.train.max_steps is None
+
+
+def test_configs_saved_by_earlier_versions_still_load():
+    """A run directory or model saved with a since-retired key (train.grad_norm_limit, as in the
+    models shipped before this change) reads back; a preset or --set naming it is refused."""
+    old = dump_config(load_config("pix2pix")).replace("  grad_jump:", "  grad_norm_limit: 100.0\n  grad_jump:")
+    assert "grad_norm_limit" in old
+    assert config_from_yaml(old, "old run") == load_config("pix2pix")
+    with pytest.raises(Img2ImgError, match="unknown config key 'train.grad_norm_limit'"):
+        load_config("pix2pix", ["train.grad_norm_limit=100"])

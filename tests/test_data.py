@@ -22,6 +22,11 @@ def cfg_for(preset, *extra):
     return load_config(preset, ["data.load_size=40", "data.crop_size=32", "model.num_downs=5", *extra]).data
 
 
+def xdog_cfg(*extra):
+    """The sketch2photo preset with XDoG drawings (the preset's default, HED, is tested below)."""
+    return cfg_for("sketch2photo", "data.sketch=xdog", *extra)
+
+
 def test_paired_side_by_side_is_split_and_aligned(data_root, log):
     ds = build_dataset(cfg_for("pix2pix"), data_root / "paired", seed=0, log=log)
     assert len(ds) == 5
@@ -124,7 +129,8 @@ def locate_crop(full: np.ndarray, crop: np.ndarray) -> tuple[int, int, bool]:
 
 @pytest.mark.parametrize("preset", ["colorization", "sketch2photo"])
 def test_derived_pairs_are_aligned(preset, data_root, log, tmp_path):
-    ds = build_dataset(cfg_for(preset, f"data.cache_dir={tmp_path}"), data_root / "photos", seed=0, log=log)
+    cfg = xdog_cfg(f"data.cache_dir={tmp_path}") if preset == "sketch2photo" else cfg_for(preset, f"data.cache_dir={tmp_path}")
+    ds = build_dataset(cfg, data_root / "photos", seed=0, log=log)
     for key in (0, 3, 7):
         item = ds[key]
         assert item["A"].shape == (1, 32, 32) and item["B"].shape == (3, 32, 32)
@@ -142,7 +148,7 @@ def test_derived_pairs_are_aligned(preset, data_root, log, tmp_path):
 def test_scale_crop_takes_views_of_varying_scale(data_root, log, tmp_path):
     """data.preprocess=scale_crop: every sample is crop_size square, cut from a random part of
     the photo at a random scale, and the sketch pairs stay aligned."""
-    cfg = cfg_for("sketch2photo", "data.preprocess=scale_crop", "data.min_crop_scale=0.05", f"data.cache_dir={tmp_path}")
+    cfg = xdog_cfg("data.preprocess=scale_crop", "data.min_crop_scale=0.05", f"data.cache_dir={tmp_path}")
     ds = build_dataset(cfg, data_root / "photos", seed=0, log=log)
     items = [ds[k * len(ds)] for k in range(12)]  # one photo, 12 epochs
     assert all(it["A"].shape == (1, 32, 32) and it["B"].shape == (3, 32, 32) for it in items)
@@ -172,7 +178,7 @@ def cache_files(root):
 def test_sketch_cache_hit_is_identical_and_keyed_by_content_and_extractor(tmp_path, data_root, log):
     # The shared photo folder may already hold other tests' cache: copy the photos only.
     shutil.copytree(data_root / "photos", tmp_path / "p", ignore=shutil.ignore_patterns(".img2img-cache"))
-    ds = build_dataset(cfg_for("sketch2photo"), tmp_path / "p", seed=0, log=log)
+    ds = build_dataset(xdog_cfg(), tmp_path / "p", seed=0, log=log)
     first = [ds[k] for k in range(5)]
     files = cache_files(tmp_path / "p/.img2img-cache")
     assert len(files) == 5 and ds.cache.misses == 5 and ds.cache.hits == 0
@@ -180,16 +186,16 @@ def test_sketch_cache_hit_is_identical_and_keyed_by_content_and_extractor(tmp_pa
     assert files[0].parent == tmp_path / "p/.img2img-cache/sketch" / XDoG().cache_tag / "40"
     assert (files[0].parent / f"{digest}.png") in files
     # A second run (and a second epoch) reads the cache and gives identical samples.
-    again = build_dataset(cfg_for("sketch2photo"), tmp_path / "p", seed=0, log=log)
+    again = build_dataset(xdog_cfg(), tmp_path / "p", seed=0, log=log)
     assert all(torch.equal(x["A"], y["A"]) and torch.equal(x["B"], y["B"]) for x, y in zip(first, [again[k] for k in range(5)]))
     assert again.cache.hits == 5 and again.cache.misses == 0
     # The cache is really read: a drawing planted under the photo's key comes back.
     planted = np.full((40, 40), 7, np.uint8)
     cv2.imwrite(str(files[0].parent / f"{digest}.png"), planted)
-    assert (u8(build_dataset(cfg_for("sketch2photo"), tmp_path / "p", seed=0, log=log)[0]["A"]) == 7).all()
+    assert (u8(build_dataset(xdog_cfg(), tmp_path / "p", seed=0, log=log)[0]["A"]) == 7).all()
     # Keyed by content: a renamed copy hits; an edited file misses.
     (tmp_path / "p/astronaut.png").rename(tmp_path / "p/renamed.png")
-    ds = build_dataset(cfg_for("sketch2photo"), tmp_path / "p", seed=0, log=log)
+    ds = build_dataset(xdog_cfg(), tmp_path / "p", seed=0, log=log)
     [ds[k] for k in range(5)]
     assert ds.cache.misses == 0
     # Another extractor, other parameters or another size: another folder.
@@ -197,10 +203,10 @@ def test_sketch_cache_hit_is_identical_and_keyed_by_content_and_extractor(tmp_pa
     ds[0]
     assert ds.cache.misses == 1 and ds.cache.folder.parent.name == Canny().cache_tag
     assert len({XDoG().cache_tag, XDoG(sigma=1.0).cache_tag, Canny().cache_tag, Canny(low=50).cache_tag}) == 4
-    ds = build_dataset(cfg_for("sketch2photo", "data.load_size=48"), tmp_path / "p", seed=0, log=log)
+    ds = build_dataset(xdog_cfg("data.load_size=48"), tmp_path / "p", seed=0, log=log)
     assert ds.cache.folder.name == "48"
     # Cached drawings are not picked up as photos.
-    assert len(build_dataset(cfg_for("sketch2photo"), tmp_path / "p", seed=0, log=log)) == 5
+    assert len(build_dataset(xdog_cfg(), tmp_path / "p", seed=0, log=log)) == 5
 
 
 def test_sketch_cache_is_safe_with_dataloader_workers(tmp_path, data_root, log):

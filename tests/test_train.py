@@ -265,3 +265,42 @@ def test_a_model_without_training_state_is_not_overwritten(tmp_path, data_root):
     r = cli(*args)
     assert r.returncode == 2 and "holds a model (G_AtoB.safetensors)" in r.stderr
     assert (tmp_path / "run/G_AtoB.safetensors").read_bytes() == before
+
+
+def test_train_serve_exports_and_serves_the_trained_model(tmp_path, data_root):
+    """`train --serve`: one command from a photo folder to the model answering in the web UI."""
+    import queue
+    import socket
+    import threading
+
+    from gradio_client import Client, handle_file
+    from PIL import Image
+
+    from conftest import photo
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+    proc = subprocess.Popen([sys.executable, "-m", "img2img", "train", "--config", "colorization", "--data", str(data_root / "photos"),
+                             "--run-dir", str(run), "--max-steps", "2", "--no-progress", "--serve", "--port", str(port),
+                             *sets([*TINY, "name=mine"])], stderr=subprocess.PIPE, text=True, env=env)
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr], daemon=True).start()
+    try:
+        seen, deadline = [], time.monotonic() + 240
+        while not any("web UI at" in line for line in seen):
+            assert proc.poll() is None and time.monotonic() < deadline, "".join(seen)
+            try:
+                seen.append(lines.get(timeout=1))
+            except queue.Empty:
+                pass
+        assert (run / "mine.onnx").is_file() and any("wrote " in line and "mine.onnx" in line for line in seen)
+        grey = tmp_path / "grey.png"
+        photo("coffee", 48).convert("L").save(grey)
+        out = Image.open(Client(f"http://127.0.0.1:{port}/", verbose=False).predict(handle_file(str(grey)), api_name="/colorize"))
+        assert out.mode == "RGB" and out.size == (48, 48)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
