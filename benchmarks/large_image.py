@@ -14,7 +14,6 @@ The generator is randomly initialised (speed and memory do not depend on the wei
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -83,7 +82,9 @@ def main() -> None:
         args = ["-m", str(folder / "g.onnx"), "-i", str(folder / "big.png"), "-o", str(folder / "out"), "--tile", str(a.tile)]
         result = run_cli(args, a.threads)
         cpu = (folder / "cpu.txt").read_text()
-    print(json.dumps({"size": a.size, "ngf": a.ngf, "blocks": a.blocks, "tile": a.tile, "cpu": cpu, **result}, indent=1))
+    print(f"CPU: {cpu}; threads: {a.threads or 'the runtime default'}\n")
+    print("| image | generator | tile | seconds | peak RSS (MB) |\n|---|---|---|---|---|")
+    print(f"| {a.size}x{a.size} PNG | ResNet ngf {a.ngf}, {a.blocks} blocks | {a.tile} | {result['seconds']} | {result['peak_rss_mb']} |")
 
 
 if __name__ == "__main__":

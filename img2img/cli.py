@@ -73,7 +73,7 @@ def make_logger(rank: int = 0) -> logging.Logger:
     "img2img train --config pix2pix --data DIR --set data.crop_size=128",
     "img2img train --run-dir checkpoints/horse2zebra --resume",
     "torchrun --nproc-per-node 2 -m img2img train --config cyclegan --data DIR",
-    "img2img train --config colorization-cpu --data ~/photos --serve   # then export and open the UI",
+    "img2img train --config colorization-cpu --data ~/photos --serve",
 ))  # fmt: skip
 def train(
     config: Optional[str] = typer.Option(None, "--config", "-c", help="Preset name in configs/ (pix2pix, cyclegan, colorization, sketch2photo, and their -cpu versions) or a YAML file."),

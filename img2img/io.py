@@ -34,14 +34,15 @@ def atomic_write(path: Path | str, write: Callable[[Path], None], mode: int = 0o
 
     os.replace is atomic on POSIX, so a crash (even SIGKILL) mid-write leaves either the old
     file or the new one, never a torn one. mkstemp creates 0600 files; the result gets
-    `mode & ~umask` like any file the user creates (0644 under the usual umask 022)."""
+    `mode & ~umask` like any file the user creates (0644 under the usual umask 022), set after
+    write() because some writers (safetensors) replace the file they are given."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, mode & ~_umask())
         os.close(fd)
         write(Path(tmp))
+        os.chmod(tmp, mode & ~_umask())
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -49,8 +49,10 @@ def test_each_model_ships_complete(name):
 
 
 def test_shipped_models_are_small_and_found_by_the_ui():
+    # Two ngf-32 U-Nets (each 30 MB of safetensors and a 42 MB ONNX file, whose decoder holds the
+    # folded sub-pixel kernels: 16 weights for every 9) and a small CycleGAN pair.
     total = sum(p.stat().st_size for p in CHECKPOINTS.rglob("*") if p.is_file())
-    assert total < 100e6, f"checkpoints/ holds {total / 1e6:.0f} MB"
+    assert total < 200e6, f"checkpoints/ holds {total / 1e6:.0f} MB"
     by_tab, skipped = discover_models(CHECKPOINTS, TAB_TASKS)
     assert skipped == []
     assert [g.name for g in by_tab["colorization"]] == ["colorization"]

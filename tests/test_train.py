@@ -304,3 +304,18 @@ def test_train_serve_exports_and_serves_the_trained_model(tmp_path, data_root):
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=60)
+
+
+@pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o077, 0o600)])
+def test_run_files_honour_the_umask(tmp_path, data_root, log, umask, mode):
+    """config.yaml, last.pt, G_*.safetensors and the sample grids get 0666 & ~umask, like any file
+    the user creates (they were 0600 whatever the umask: the temp file's mode survived the rename)."""
+    old = os.umask(umask)
+    try:
+        cfg = load_config("pix2pix", [*TINY, "train.max_steps=2"])
+        train(cfg, data_root / "paired", tmp_path / "run", CPU, log, progress=False)
+    finally:
+        os.umask(old)
+    files = [tmp_path / "run" / f for f in ("config.yaml", "last.pt", "G_AtoB.safetensors")]
+    files += list((tmp_path / "run" / "samples").iterdir())
+    assert {f.name: oct(f.stat().st_mode & 0o777) for f in files} == {f.name: oct(mode) for f in files}
