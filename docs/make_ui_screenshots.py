@@ -24,9 +24,10 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 from test_app import free_port  # noqa: E402
 from test_browser import TABS, draw_house, launch_browser, translate_in_tab, wait_for_result  # noqa: E402
 
-from img2img.app import build_app, launch_app, write_examples  # noqa: E402
+from img2img.app import TAB_TASKS, build_app, discover_models, launch_app, model_examples, write_examples  # noqa: E402
 
-# (tab, example written by the app) translated for each screenshot.
+# (tab, example written by the app) translated for each screenshot; the example shipped beside
+# the tab's model with the same photo (e.g. its HED drawing of the astronaut) is used instead.
 SHOTS = {"style": "chelsea", "colorization": "coffee_grey", "sketch": "astronaut_sketch"}
 
 
@@ -46,6 +47,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="img2img-ui-shots-") as tmp:
         tmp = Path(tmp)
         examples = {p.stem: p for paths in write_examples(tmp / "examples").values() for p in paths}
+        by_tab, _ = discover_models(REPO / "checkpoints", TAB_TASKS)
+        beside = {key: {p.stem: p for p in model_examples(groups)} for key, groups in by_tab.items()}
         cwd = Path.cwd()
         os.chdir(REPO)  # the page shows the models folder as a user sees it: ./checkpoints
         try:
@@ -57,7 +60,7 @@ def main() -> None:
                 page = browser.new_page(viewport={"width": 1280, "height": 900})
                 page.goto(url)
                 for key, example in SHOTS.items():
-                    size = translate_in_tab(page, key, examples[example])
+                    size = translate_in_tab(page, key, beside[key].get(example.split("_")[0], examples[example]))
                     shoot(page, args.out / f"ui_{key}.png", f"{example} -> {size[0]}x{size[1]}")
                 # The canvas, drawn on as a user would: no tool clicked first.
                 page.reload()

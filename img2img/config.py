@@ -273,9 +273,9 @@ def dump_config(cfg: RunConfig) -> str:
 
 # Keys that configs saved by earlier versions may hold, dropped when such a config is read back
 # (a run directory or a model must keep loading); a preset or --set naming them is still refused.
-RETIRED_KEYS = {
-    ("train", "grad_norm_limit"): "replaced by train.grad_jump (health is judged against the run's own history)",
-}
+RETIRED_KEYS = (
+    ("train", "grad_norm_limit"),  # replaced by train.grad_jump (health against the run's own history)
+)
 
 
 def config_from_yaml(text: str, source: str) -> RunConfig:
