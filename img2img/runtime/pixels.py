@@ -11,6 +11,9 @@ from img2img import Img2ImgError
 from img2img.data.images import to_rgb
 
 
+STRIP_ROWS = 256  # large images are converted this many rows at a time: temporaries stay one strip
+
+
 def prepare(img: Image.Image, channels: int) -> np.ndarray:
     """PIL image -> HxWxC uint8 with the model's channels: EXIF orientation applied, alpha
     composited on white, 16-bit scaled; grey (ITU-R BT.601 luma, PIL's "L") for 1-channel models."""
@@ -24,7 +27,7 @@ def prepare(img: Image.Image, channels: int) -> np.ndarray:
     return to_array(img)
 
 
-def to_array(img: Image.Image, rows: int = 256) -> np.ndarray:
+def to_array(img: Image.Image, rows: int = STRIP_ROWS) -> np.ndarray:
     """An L or RGB image -> HxWxC uint8. np.asarray(img) goes through img.tobytes(), which joins
     encoded chunks: two copies of the image for a moment (265 MB extra for 9400^2 RGB). Copied
     `rows` rows at a time instead, the extra is one strip."""
@@ -41,7 +44,7 @@ def to_pil(u8: np.ndarray) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(u8[:, :, 0] if u8.shape[2] == 1 else u8[:, :, :3]))
 
 
-def restore_luminance(grey: np.ndarray, rgb: np.ndarray, rows: int = 256) -> np.ndarray:
+def restore_luminance(grey: np.ndarray, rgb: np.ndarray, rows: int = STRIP_ROWS) -> np.ndarray:
     """Give a colorized HxWx3 uint8 image exactly the input's BT.601 luma, keeping its hue.
 
     With Y = 0.299 R + 0.587 G + 0.114 B (weights summing to 1) and chroma c = RGB - Y, the
