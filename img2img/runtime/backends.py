@@ -40,8 +40,9 @@ class Backend(Protocol):
         """Number of instance-norm layers whose statistics tiling can share."""
         ...
 
-    def record_stats(self, batch: np.ndarray) -> list[LayerStats]:
-        """Per layer: (mean, variance) over H and W (averaged over the batch), and epsilon."""
+    def record_stats(self, batch: np.ndarray, keep: bool = False) -> list[LayerStats]:
+        """Per layer: (mean, variance) over H and W (averaged over the batch), and epsilon.
+        keep: keep what recording needs for the next call (frames of a video)."""
         ...
 
     def run_fixed(self, batch: np.ndarray, stats: list[LayerStats]) -> np.ndarray:
@@ -98,6 +99,7 @@ class OrtBackend:
         self._path, self._options, self._threads = path, options, threads
         self._norms: list[NormParams] | None = None  # per InstanceNormalization, read on first use
         self._fixed: ort.InferenceSession | None = None  # session of fixed_graph
+        self._record: ort.InferenceSession | None = None  # session of record_graph, when kept
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         return self._session.run(None, {self.input_name: _as_input(batch)})[0]
@@ -126,12 +128,14 @@ class OrtBackend:
 
         return ort.InferenceSession(model.SerializeToString(), self._options, providers=list(self.providers))
 
-    def record_stats(self, batch: np.ndarray) -> list[LayerStats]:
-        """The recording session is built for the call and dropped after it: it is used once per
-        tiled image, and keeping it would hold another copy of the weights."""
+    def record_stats(self, batch: np.ndarray, keep: bool = False) -> list[LayerStats]:
+        """The recording session is built for the call and dropped after it unless `keep`: it is
+        used once per tiled image, and keeping it holds another copy of the weights."""
         assert self._norms, "norm_layers() first"
         k = len(self._norms)
-        session = self._derived_session(onnx_graphs.record_graph(self._load_model()))
+        session = self._record or self._derived_session(onnx_graphs.record_graph(self._load_model()))
+        if keep:
+            self._record = session
         outs = session.run(onnx_graphs.record_outputs(k), {self.input_name: _as_input(batch)})
         return [(outs[i].mean(axis=(0, 2, 3)), outs[k + i].mean(axis=(0, 2, 3)), self._norms[i][2]) for i in range(k)]
 
@@ -179,8 +183,8 @@ class TorchBackend:
     def norm_layers(self) -> int:
         return len(self._norms)
 
-    def record_stats(self, batch: np.ndarray) -> list[LayerStats]:
-        stats: list[LayerStats] = []
+    def record_stats(self, batch: np.ndarray, keep: bool = False) -> list[LayerStats]:
+        stats: list[LayerStats] = []  # (hooks are cheap: nothing to keep)
 
         def hook(module: Any, args: tuple["torch.Tensor", ...]) -> None:
             x = args[0].double()

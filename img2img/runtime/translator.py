@@ -15,6 +15,7 @@ from img2img.card import ModelCard
 from img2img.data.images import MAX_PIXELS
 from img2img.io import from_unit, to_unit
 from img2img.runtime.backends import Backend, OrtBackend, TorchBackend
+from img2img.runtime.onnx_graphs import LayerStats
 from img2img.runtime.pixels import prepare, restore_luminance, to_pil
 from img2img.runtime.tiling import TileGrid, blend_weights, ceil_to, padded_window, reflect_pad, tile_grid
 
@@ -182,6 +183,29 @@ class Translator:
             out = [restore_luminance(a[:, :, 0], o) for a, o in zip(arrays, out)]
         return out  # type: ignore[return-value]
 
+    def norm_stats(self, u8: np.ndarray) -> list[LayerStats] | None:
+        """The instance-norm statistics of one HxWxC uint8 image, measured as tiling measures
+        them (the whole image, downscaled to fit one tile when larger): what translate_fixed
+        takes. None when the network has no instance norm (batch norm: nothing to share). The
+        recording graph is kept between calls (a video asks once per frame)."""
+        if not self._backend.norm_layers():
+            return None
+        return self._backend.record_stats(self._stats_input(u8)[None], keep=True)
+
+    def translate_fixed(self, u8: np.ndarray, stats: list[LayerStats]) -> np.ndarray:
+        """One HxWxC uint8 image with every instance-norm layer normalizing by `stats` (from
+        norm_stats, or a running average of them) instead of by the image's own statistics;
+        tiled as translate_arrays tiles. Same H and W out."""
+        c = self.card
+        h, w = u8.shape[:2]
+        check_pixels(w, h)
+        if self.tile is not None and max(h, w) > self.tile:
+            out = self._translate_tiled(u8, tile_grid(h, w, self.tile, self.tile_overlap, c.size_multiple, c.min_size), lambda: None, stats)
+        else:
+            x, (top, left) = reflect_pad(u8, c.size_multiple, c.min_size)
+            out = from_unit(self._backend.run_fixed(to_unit(x)[None], stats)[0, :, top : top + h, left : left + w])
+        return restore_luminance(u8[:, :, 0], out) if self.keep_luminance else out
+
     def _shares_stats(self) -> bool:
         return self.shared_stats and self._backend.norm_layers() > 0
 
@@ -189,7 +213,9 @@ class Translator:
         """Network passes for one tiled image: the batches of tiles, and the statistics pass."""
         return -(-len(grid.tiles) // self.batch_size) + self._shares_stats()
 
-    def _translate_tiled(self, u8: np.ndarray, grid: TileGrid, tick: Callable[[], None]) -> np.ndarray:
+    def _translate_tiled(
+        self, u8: np.ndarray, grid: TileGrid, tick: Callable[[], None], stats: list[LayerStats] | None = None
+    ) -> np.ndarray:
         """Overlapping tiles, each translated alone, blended with normalized raised-cosine weights.
 
         Tiles start at multiples of the network's stride, so every tile sees the same pixel grid
@@ -202,15 +228,17 @@ class Translator:
         a float32 accumulator one tile high and the padded width (rows above the current tile
         row are final and written out as uint8). No full-size float copy and no padded copy of
         the image is made: tiles are cut from the reflect-padded image as windows
-        (padded_window). tick() is called after every network pass."""
+        (padded_window). tick() is called after every network pass. `stats`, when given, are
+        used instead of measuring them (translate_fixed)."""
         g, h, w = grid, u8.shape[0], u8.shape[1]
         wy = blend_weights(g.height, g.tile_h, g.ys, self.tile_overlap)
         wx = blend_weights(g.width, g.tile_w, g.xs, self.tile_overlap)
 
         run: Callable[[np.ndarray], np.ndarray] = self.run_batch
-        if self._shares_stats():
+        if stats is None and self._shares_stats():
             stats = self._backend.record_stats(self._stats_input(u8)[None])
             tick()
+        if stats is not None:
             run = lambda batch: self._backend.run_fixed(batch, stats)  # noqa: E731
 
         out = np.empty((h, w, self.card.output_channels), dtype=np.uint8)
@@ -247,10 +275,11 @@ class Translator:
         """The whole image, box-downscaled so its long side fits one tile, reflect-padded to a
         valid size: CxHxW float in [-1, 1]. (The downscale goes through a PIL copy of the
         image; it lives before the tiles run, below the peak they set.)"""
-        assert self.tile is not None
         h, w = u8.shape[:2]
-        scale = min(1.0, self.tile / max(h, w))
-        size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        small = np.asarray(to_pil(u8).resize(size, Image.Resampling.BOX), dtype=np.uint8)
-        small = small[:, :, None] if small.ndim == 2 else small
+        scale = min(1.0, self.tile / max(h, w)) if self.tile else 1.0
+        small = u8
+        if scale < 1:
+            size = (max(1, round(w * scale)), max(1, round(h * scale)))
+            small = np.asarray(to_pil(u8).resize(size, Image.Resampling.BOX), dtype=np.uint8)
+            small = small[:, :, None] if small.ndim == 2 else small
         return to_unit(reflect_pad(small, self.card.size_multiple, self.card.min_size)[0])
