@@ -49,7 +49,7 @@ def main() -> None:
             outs[mode] = r.path
             f = flicker(read_frames(r.path), read_frames(clip, args.max_side))
             rows.append((mode, r, f))
-        print(f"\n| mode | frames | size | frames/s | change | warped | vs off (dB) |\n|---|---|---|---|---|---|---|")
+        print("\n| mode | frames | size | frames/s | change | warped | vs off (dB) |\n|---|---|---|---|---|---|---|")
         off = list(read_frames(outs["off"])) if "off" in outs else None
         for mode, r, f in rows:
             finite = [v for a, b in zip(read_frames(r.path), off or []) if np.isfinite(v := psnr(a, b))]  # frame 0 is off's own
