@@ -8,7 +8,7 @@ Temporal modes (measured in benchmarks/video_speed.py and docs/inference.md):
       O'_t = (1 - w) O_t + w warp(O'_{t-1}),  w = alpha * exp(-(e / tau)^2),
   where e is how badly the flow explains the input (|I_t - warp(I_{t-1})|, mean over RGB):
   where the flow fails (occlusions, cuts) w -> 0 and the frame's own output is kept, so a cut
-  does not ghost. This removes the texture "popping" of per-frame translation.
+  does not ghost. This damps the texture "popping" of per-frame translation (halves it here).
 - "ema": instance-norm statistics smoothed over time, each layer normalizing frame t by
       m_t = d * m_{t-1} + (1 - d) * mean_t,   v_t = d * v_{t-1} + (1 - d) * var_t,
   through the runtime's fixed-statistics graphs (the ones tiles share statistics with).
@@ -57,7 +57,7 @@ DEFAULT_DECAY = 0.9  # "ema": ~10 frames of memory
 # "flow": alpha, the weight of the warped previous output where the flow is right, and tau, the
 # input error (levels of 255) at which that weight has fallen to 1/e (benchmarks/video_speed.py).
 FLOW_ALPHA, FLOW_TAU = 0.8, 20.0
-FRAME_PIXELS = 8_294_400  # 4K UHD (3840 x 2160): larger frames are refused, not tiled through every frame
+FRAME_PIXELS = 8_294_400  # 4K UHD (3840 x 2160): larger frames are refused (every frame would be tiled)
 
 # progress(done, total): frames done, frames in the clip (0 when the container does not say).
 Progress = Callable[[int, int], None]
@@ -110,6 +110,10 @@ def _open(path: Path) -> "av.container.InputContainer":
     if stream.codec_context is None or not stream.codec_context.name:
         container.close()
         raise VideoError(f"{path}: its video codec is not one this FFmpeg can decode")
+    w, h = stream.codec_context.width, stream.codec_context.height
+    if w * h > FRAME_PIXELS:
+        container.close()
+        raise VideoError(f"{path}: frames of {w}x{h} are over the limit of 4K UHD (3840x2160); downscale it first")
     return container
 
 
@@ -235,8 +239,7 @@ def translated_frames(translator: "Translator", frames: Iterator[np.ndarray], te
 
     batch: list[np.ndarray] = []  # input RGB frames waiting for a batch
     for rgb in frames:
-        x = model_input(rgb)
-        if temporal == "ema" and (stats := translator.norm_stats(x)) is not None:
+        if temporal == "ema" and (stats := translator.norm_stats(x := model_input(rgb))) is not None:
             yield as_rgb(translator.translate_fixed(x, smoother.update(stats)))
             continue
         batch.append(rgb)
@@ -302,8 +305,6 @@ def translate_video(
     start = time.perf_counter()
     with _open(src) as container:
         info = _info(container)
-        if info.width * info.height > FRAME_PIXELS:
-            raise VideoError(f"{src}: frames of {info.width}x{info.height} are over the limit of 4K UHD; downscale it first")
         size = fit_size(info.width, info.height, max_side)
         codec, options = encoder_for(fmt)
         counts = {"decoded": 0, "audio": 0}
