@@ -1,14 +1,17 @@
-"""Inference speed of the default generators on this machine: PyTorch eager, torch.compile,
-ONNX Runtime (graph optimization levels, the exact pixel-shuffle upsampling rewrite, static
-int8), with quality loss as PSNR against fp32 PyTorch and achieved GFLOP/s against the
-machine's measured fp32 matmul peak.
+"""Inference speed of the default generators on this machine against the classic ones: the
+papers' nets (transposed-conv decoders) in eager PyTorch, ours in eager PyTorch, ours in ONNX
+Runtime as `img2img export` writes them (fp32, exact pixel-shuffle upsampling), and the faster
+candidates (static int8; bf16 where the CPU has it natively), with quality as PSNR against our
+fp32 output and achieved GFLOP/s against the machine's measured fp32 matmul peak.
 
-    .venv/bin/python benchmarks/inference_speed.py                      # everything (long on 2 cores)
-    .venv/bin/python benchmarks/inference_speed.py --archs resnet --sizes 256 --batches 1 \
-        --variants eager,ort,ort-ps                                     # a few minutes
+    .venv/bin/python benchmarks/inference_speed.py                      # 256 and 1024, both generators
+    .venv/bin/python benchmarks/inference_speed.py --archs resnet --sizes 256 --variants classic,ort
     .venv/bin/python benchmarks/inference_speed.py --memory-only        # 4096x4096 photo, peak RSS
 
-Prints a Markdown table (docs/inference.md keeps one)."""
+All variants of one generator are loaded in one process and timed interleaved: each round runs
+every variant once, in turn, so load on the machine hits all of them alike; the table gives the
+median over rounds after one warm-up call each. Prints a Markdown table (docs/inference.md
+keeps one)."""
 
 from __future__ import annotations
 
@@ -22,32 +25,40 @@ import tempfile
 import textwrap
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 from img2img.checkpoint import load_generator, save_generator  # noqa: E402
 from img2img.config import load_config  # noqa: E402
-from img2img.devices import cpu_model  # noqa: E402
-from img2img.export import export_onnx, plain_upsampling, rewrite_upsampling  # noqa: E402
+from img2img.devices import cpu_flags, cpu_model, native_bf16  # noqa: E402
+from img2img.export import export_onnx, rewrite_upsampling  # noqa: E402
+from train_vs_classic import classic_resnet, classic_unet  # noqa: E402  (the papers' nets, one home)
 
 # The defaults: CycleGAN's ResNet-9 (instance norm) and pix2pix's U-Net-256 (batch norm, dropout).
 ARCHS = {
     "resnet": ["model.generator=resnet", "model.ngf=64", "model.n_blocks=9", "model.norm_g=instance"],
     "unet": ["model.generator=unet", "model.ngf=64", "model.num_downs=8", "model.norm_g=batch", "model.dropout=0.5"],
 }
-VARIANTS = ("eager", "compile", "ort-basic", "ort", "ort-ps", "ort-ps-int8")
+CLASSIC = {"resnet": lambda: classic_resnet(3, 64, 9), "unet": lambda: classic_unet(3, 3, 8, 64)}
+VARIANTS = ("classic", "eager", "compile", "ort", "ort-int8", "ort-int8-rr", "ort-int8-u8", "torch-bf16")
+DEFAULT_VARIANTS = ("classic", "eager", "ort", "ort-int8", "torch-bf16")
 DESCRIPTION = {
-    "eager": "PyTorch eager fp32",
-    "compile": "torch.compile (inductor) fp32",
-    "ort-basic": "ORT fp32, basic graph opts",
-    "ort": "ORT fp32, all graph opts",
-    "ort-ps": "ORT fp32 + pixel-shuffle rewrite",
-    "ort-ps-int8": "ORT int8 (static QDQ) + rewrite",
+    "classic": "classic net, PyTorch eager fp32",
+    "eager": "ours, PyTorch eager fp32",
+    "compile": "ours, torch.compile fp32",
+    "ort": "ours, ORT fp32 (as exported)",
+    "ort-int8": "ours, ORT int8 (static QDQ)",
+    "ort-int8-rr": "ours, ORT int8, 7-bit weights (reduce_range)",
+    "ort-int8-u8": "ours, ORT int8, uint8 weights, first/last conv fp32",
+    "torch-bf16": "ours, PyTorch bf16 autocast",
 }
+CPU_FLAGS_SHOWN = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
 
 
 def photos(size: int, batch: int) -> np.ndarray:
@@ -91,21 +102,7 @@ def psnr(x: np.ndarray, ref: np.ndarray) -> float:
     return float("inf") if mse == 0 else 10 * np.log10(4.0 / mse)
 
 
-def timed(fn, x: np.ndarray, warmup: int, repeats: int) -> tuple[float, np.ndarray]:
-    """Median seconds per call after warmup (which includes torch.compile's compilation), and
-    the last output."""
-    out = None
-    for _ in range(warmup):
-        out = fn(x)
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = fn(x)
-        times.append(time.perf_counter() - t)
-    return statistics.median(times), out
-
-
-def ort_session(path: Path, threads: int, level: str):
+def ort_session(path: Path, threads: int) -> Callable[[np.ndarray], np.ndarray]:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -113,16 +110,20 @@ def ort_session(path: Path, threads: int, level: str):
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.enable_cpu_mem_arena = False  # as img2img.runtime does (and several sessions stay alive here)
-    options.graph_optimization_level = {
-        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-    }[level]
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     return lambda x: session.run(None, {name: x})[0]
 
 
-def quantize_int8(src: Path, dst: Path, calibration: np.ndarray) -> None:
+# Static int8 variants: (uint8 weights, 7-bit weight range, keep the first and last conv fp32).
+# Without VNNI, x86 int8 kernels multiply uint8 x int8 pairs into saturating int16 sums
+# (vpmaddubsw): a 7-bit weight range or uint8 x uint8 avoids the saturation, at some speed.
+INT8 = {"ort-int8": (False, False, False), "ort-int8-rr": (False, True, False), "ort-int8-u8": (True, False, True)}
+
+
+def quantize_int8(src: Path, dst: Path, calibration: np.ndarray, u8_weights: bool = False, reduce_range: bool = False,
+                  float_ends: bool = False) -> None:  # fmt: skip
     """Static int8 (QDQ, per-channel weights, uint8 activations) of the convolutions, calibrated
     on real photos; norms, pads and tanh stay fp32."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
@@ -135,111 +136,97 @@ def quantize_int8(src: Path, dst: Path, calibration: np.ndarray) -> None:
         def get_next(self):
             return next(self.items, None)
 
+    import onnx
+
     pre = dst.with_suffix(".pre.onnx")
     quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+    convs = [n.name for n in onnx.load(str(pre)).graph.node if n.op_type == "Conv"]
     quantize_static(
-        str(pre), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, op_types_to_quantize=["Conv"],
+        str(pre), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=reduce_range,
+        activation_type=QuantType.QUInt8, weight_type=QuantType.QUInt8 if u8_weights else QuantType.QInt8,
+        op_types_to_quantize=["Conv"], nodes_to_exclude=[convs[0], convs[-1]] if float_ends else [],
     )  # fmt: skip
 
 
-def variant_fn(variant: str, work: Path, arch: str, threads: int):
-    """The callable (B x 3 x H x W float32 -> same) that runs one variant."""
-    torch.set_num_threads(threads)
-    if variant in ("eager", "compile"):
-        net = load_generator(work / arch / "G_AtoB.safetensors")
-        if variant == "compile":
-            net = torch.compile(net, dynamic=False)
+def torch_fn(net: torch.nn.Module, bf16: bool = False) -> Callable[[np.ndarray], np.ndarray]:
+    def run(x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            return net(torch.from_numpy(x)).float().numpy()
 
-        def run(x):
-            with torch.inference_mode():
-                return net(torch.from_numpy(x)).numpy()
-
-        return run
-    model = {"ort-basic": f"{arch}.onnx", "ort": f"{arch}.onnx", "ort-ps": f"{arch}-ps.onnx", "ort-ps-int8": f"{arch}-ps-int8.onnx"}
-    return ort_session(work / model[variant], threads, "basic" if variant == "ort-basic" else "all")
+    return run
 
 
-def worker(args: argparse.Namespace) -> None:
-    """Time one variant on every size and batch, in a process of its own: PyTorch's and ONNX
-    Runtime's thread pools and the allocator's state would otherwise affect each other."""
-    fn = variant_fn(args.variant, args.work, args.arch, args.threads)
-    for size in args.sizes:
-        for batch in args.batches:
-            x = photos(size, batch)
-            sec, out = timed(fn, x, args.warmup, args.repeats)
-            np.save(args.work / f"out-{args.arch}-{args.variant}-{size}-{batch}.npy", out)
-            print(json.dumps({"size": size, "batch": batch, "seconds": sec}), flush=True)
-
-
-def bench_arch(arch: str, args: argparse.Namespace, work: Path) -> list[dict]:
+def variant_fns(arch: str, variants: list[str], work: Path, threads: int) -> tuple[dict[str, Callable], dict[str, float], list[str]]:
+    """({variant: callable B x 3 x H x W float32 -> same}, {variant: FLOPs per pixel}, notes) for one
+    generator: random weights (seed 0), ours in eval mode as the runtime uses it."""
     torch.manual_seed(0)
     cfg = load_config(None, ARCHS[arch])
     save_generator(work / arch / "G_AtoB.safetensors", cfg.model.generator_spec().build(), cfg, "AtoB")
-    net = load_generator(work / arch / "G_AtoB.safetensors")  # eval mode, as the runtime uses it
-    multiple = net.size_multiple
-    probe = max(64, multiple)
-    # Executed FLOPs per pixel. The sub-pixel form (PyTorch's UpConv forward in nearest mode, and
-    # the rewritten export) does 16/36 of the plain form's upsampling multiply-adds.
-    flops_per_px = count_flops(plain_upsampling(net), probe) / probe**2
-    ps_flops_per_px = count_flops(rewrite_upsampling(net)[0], probe) / probe**2
-
-    variants = [v for v in VARIANTS if v in args.variants]
-    if {"ort", "ort-basic"} & set(variants):
-        export_onnx(work / arch, work / f"{arch}.onnx", pixel_shuffle=False)
-    if {"ort-ps", "ort-ps-int8"} & set(variants):
-        export_onnx(work / arch, work / f"{arch}-ps.onnx", pixel_shuffle=True)
-    if "ort-ps-int8" in variants:
-        t = time.perf_counter()
-        quantize_int8(work / f"{arch}-ps.onnx", work / f"{arch}-ps-int8.onnx", photos(max(256, multiple), 4))
-        print(f"{arch} int8: quantized in {time.perf_counter() - t:.0f} s", file=sys.stderr)
-    sizes = [s for s in args.sizes if s % multiple == 0]
-
-    seconds: dict[tuple[str, int, int], float] = {}
+    net = load_generator(work / arch / "G_AtoB.safetensors")
+    classic = CLASSIC[arch]().eval()
+    probe = max(64, net.size_multiple)
+    # Executed FLOPs per pixel: the sub-pixel form (PyTorch's UpConv forward in nearest mode, and
+    # the export) does 16/36 of the plain form's upsampling multiply-adds.
+    ours_fpp = count_flops(rewrite_upsampling(net)[0], probe) / probe**2
+    fns: dict[str, Callable] = {}
+    fpp: dict[str, float] = {}
+    notes: list[str] = []
     for v in variants:
-        cmd = [
-            sys.executable, __file__, "--worker", "--arch", arch, "--variant", v, "--work", str(work),
-            "--sizes", ",".join(map(str, sizes)), "--batches", ",".join(map(str, args.batches)),
-            "--threads", str(args.threads), "--warmup", str(args.warmup), "--repeats", str(args.repeats),
-        ]  # fmt: skip
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode:
-            print(f"{arch} {v}: failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}", file=sys.stderr)
+        if v == "classic":
+            fns[v], fpp[v] = torch_fn(classic), count_flops(classic, probe) / probe**2
             continue
-        for line in proc.stdout.splitlines():
-            if line.startswith("{"):
-                r = json.loads(line)
-                seconds[(v, r["size"], r["batch"])] = r["seconds"]
+        if v == "torch-bf16" and native_bf16() is None:
+            notes.append(f"{arch} torch-bf16: skipped, this CPU has no native bf16 (it would be emulated, slower than fp32)")
+            continue
+        if v in ("eager", "torch-bf16"):
+            fns[v] = torch_fn(net, bf16=v == "torch-bf16")
+        elif v == "compile":
+            fns[v] = torch_fn(torch.compile(net, dynamic=False))
+        elif v == "ort":
+            fns[v] = ort_session(export_onnx(work / arch, work / f"{arch}.onnx").path, threads)
+        elif v in INT8:
+            fp32 = work / f"{arch}.onnx"
+            if not fp32.exists():
+                export_onnx(work / arch, fp32)
+            t = time.perf_counter()
+            quantize_int8(fp32, work / f"{arch}-{v}.onnx", photos(max(256, net.size_multiple), 4), *INT8[v])
+            notes.append(f"{arch} {v}: quantized in {time.perf_counter() - t:.0f} s (4 calibration photos)")
+            fns[v] = ort_session(work / f"{arch}-{v}.onnx", threads)
+        fpp[v] = ours_fpp
+    return fns, fpp, notes
 
+
+def bench_arch(arch: str, args: argparse.Namespace, work: Path) -> tuple[list[dict], list[str]]:
+    """Every variant of one generator at every size and batch, interleaved."""
+    fns, fpp, notes = variant_fns(arch, args.variants, work, args.threads)
     rows = []
-    for size in sizes:
+    for size in args.sizes:
         for batch in args.batches:
-            ref_file = work / f"out-{arch}-eager-{size}-{batch}.npy"
-            if ref_file.exists():
-                ref = np.load(ref_file)
-            else:  # quality is always measured against fp32 eager
-                with torch.inference_mode():
-                    ref = net(torch.from_numpy(photos(size, batch))).numpy()
-            base = seconds.get(("eager", size, batch))
-            for v in variants:
-                if (v, size, batch) not in seconds:
-                    continue
-                sec = seconds[(v, size, batch)]
-                fpp = flops_per_px if v in ("ort", "ort-basic") else ps_flops_per_px
-                gflops = fpp * size * size * batch / sec / 1e9
-                out = np.load(work / f"out-{arch}-{v}-{size}-{batch}.npy")
+            x = photos(size, batch)
+            outs = {v: fn(x) for v, fn in fns.items()}  # warm-up (compilation, first allocations)
+            times: dict[str, list[float]] = {v: [] for v in fns}
+            for _ in range(args.repeats):
+                for v, fn in fns.items():
+                    t = time.perf_counter()
+                    outs[v] = fn(x)
+                    times[v].append(time.perf_counter() - t)
+            ref = outs.get("eager")
+            if ref is None:
+                ref = torch_fn(load_generator(work / arch / "G_AtoB.safetensors"))(x)
+            base = statistics.median(times["classic"]) if "classic" in times else None
+            for v in fns:
+                sec = statistics.median(times[v])
                 rows.append({
                     "arch": arch, "size": size, "batch": batch, "variant": v,
-                    "latency_ms": sec * 1e3, "images_per_s": batch / sec, "gflop_per_image": fpp * size * size / 1e9,
-                    "gflops": gflops, "psnr_db": psnr(out, ref), "speedup": (base / sec) if base else float("nan"),
+                    "latency_ms": sec * 1e3, "images_per_s": batch / sec, "gflop_per_image": fpp[v] * size * size / 1e9,
+                    "gflops": fpp[v] * size * size * batch / sec / 1e9,
+                    "psnr_db": None if v == "classic" else psnr(outs[v], ref),  # another network: no PSNR
+                    "vs_classic": (base / sec) if base else float("nan"),
                 })  # fmt: skip
                 r = rows[-1]
-                print(
-                    f"{arch:6} {size:4} b{batch:<2} {v:12} {r['latency_ms']:9.0f} ms  {r['images_per_s']:6.2f} img/s  "
-                    f"{gflops:6.1f} GFLOP/s  PSNR {r['psnr_db']:6.1f} dB  x{r['speedup']:.2f}",
-                    file=sys.stderr, flush=True,
-                )
-    return rows
+                print(f"{arch:6} {size:4} b{batch:<2} {v:10} {r['latency_ms']:9.0f} ms  {r['gflops']:6.1f} GFLOP/s  "
+                      f"PSNR {r['psnr_db'] or float('nan'):6.1f} dB  x{r['vs_classic']:.2f} vs classic", file=sys.stderr, flush=True)  # fmt: skip
+    return rows, notes
 
 
 def memory_check(work: Path, tile: int) -> dict:
@@ -274,20 +261,15 @@ def memory_check(work: Path, tile: int) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--archs", default="resnet,unet", help="comma-separated: resnet, unet")
-    p.add_argument("--sizes", default="256,512", help="comma-separated square sizes")
-    p.add_argument("--batches", default="1,8", help="comma-separated batch sizes")
-    p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated: {', '.join(VARIANTS)}")
+    p.add_argument("--sizes", default="256,1024", help="comma-separated square sizes")
+    p.add_argument("--batches", default="1", help="comma-separated batch sizes")
+    p.add_argument("--variants", default=",".join(DEFAULT_VARIANTS), help=f"comma-separated: {', '.join(VARIANTS)}")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--memory", action="store_true", help="also translate a 4096x4096 photo and report peak RSS")
     p.add_argument("--memory-only", action="store_true", help="only the 4096x4096 memory check")
     p.add_argument("--tile", type=int, default=1024, help="tile size for the memory check")
     p.add_argument("--json", type=Path, help="also write the rows as JSON here")
-    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # internal: time one variant
-    p.add_argument("--arch", help=argparse.SUPPRESS)
-    p.add_argument("--variant", help=argparse.SUPPRESS)
-    p.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args()
     args.archs = args.archs.split(",")
     args.sizes = [int(s) for s in args.sizes.split(",")]
@@ -297,17 +279,16 @@ def main() -> None:
     if unknown:
         p.error(f"unknown variants {sorted(unknown)}; choose from {', '.join(VARIANTS)}")
     torch.set_num_threads(args.threads)
-    if args.worker:
-        worker(args)
-        return
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         rows: list[dict] = []
+        notes: list[str] = []
         peak = matmul_peak(args.threads)
         if not args.memory_only:
             for arch in args.archs:
-                rows += bench_arch(arch, args, work)
+                arch_rows, arch_notes = bench_arch(arch, args, work)
+                rows, notes = rows + arch_rows, notes + arch_notes
         mem = memory_check(work, args.tile) if (args.memory or args.memory_only) else None
         # Other load on the machine lowers any single measurement: take the better of two.
         peak = max(peak, matmul_peak(args.threads))
@@ -316,17 +297,25 @@ def main() -> None:
 
     cpu = cpu_model()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"\nMachine: {cpu}, {os.cpu_count()} cores, {args.threads} threads; torch {torch.__version__}; "
-          f"fp32 matmul peak (2048^3, torch.mm) {peak:.0f} GFLOP/s; load average {load:.1f} at the end.\n")
+    import onnxruntime as ort
+
+    flags = cpu_flags()
+    shown = " ".join(f for f in CPU_FLAGS_SHOWN if f in flags) or "none of " + " ".join(CPU_FLAGS_SHOWN)
+    print(f"\nMachine: {cpu}, {os.cpu_count()} cores, {args.threads} threads; CPU flags: {shown}; torch {torch.__version__}, "
+          f"ONNX Runtime {ort.__version__}; fp32 matmul peak (2048^3, torch.mm) {peak:.0f} GFLOP/s; "
+          f"load average {load:.1f} at the end; {args.repeats} interleaved rounds.\n")
+    for note in notes:
+        print(f"- {note}")
     if rows:
-        print("| generator | size | batch | backend | latency (ms) | images/s | GFLOP/image | GFLOP/s | % of matmul peak | PSNR vs fp32 (dB) | vs eager |")
+        print("\n| generator | size | batch | backend | latency (ms) | images/s | GFLOP/image | GFLOP/s | % of matmul peak | PSNR vs our fp32 (dB) | vs classic |")
         print("|---|---|---|---|---|---|---|---|---|---|---|")
         for r in rows:
-            quality = "exact" if r["psnr_db"] == float("inf") else f"{r['psnr_db']:.1f}"
+            q = r["psnr_db"]
+            quality = "-" if q is None else "exact" if q == float("inf") else f"{q:.1f}"
             print(
                 f"| {r['arch']} | {r['size']}² | {r['batch']} | {DESCRIPTION[r['variant']]} | {r['latency_ms']:.0f} | "
                 f"{r['images_per_s']:.2f} | {r['gflop_per_image']:.1f} | {r['gflops']:.0f} | {r['peak_pct']:.0f}% | "
-                f"{quality} | {r['speedup']:.2f}x |"
+                f"{quality} | {r['vs_classic']:.2f}x |"
             )
     if mem:
         print(f"\n4096x4096 photo, default ResNet, ONNX Runtime CPU, tile {mem['tile']} (overlap {mem['overlap']}): "

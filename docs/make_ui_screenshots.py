@@ -1,6 +1,7 @@
-"""Regenerate docs/images/ui_{style,colorization,sketch,draw}.png: start the web UI on the shipped
+"""Regenerate docs/images/ui_{style,colorization,sketch,draw,video}.png: start the web UI on the shipped
 models in checkpoints/ (as `img2img serve` does), translate a real photo in each tab with
-Debian's chromium (Playwright) and screenshot the page; the last one draws on the canvas. Run it
+Debian's chromium (Playwright) and screenshot the page; then draw on the canvas, and translate a
+clip (a pan over a real photo) in the style tab's video input. Run it
 again after the shipped models change.
 
     .venv/bin/python docs/make_ui_screenshots.py
@@ -22,7 +23,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 from test_app import free_port  # noqa: E402
-from test_browser import TABS, draw_house, launch_browser, translate_in_tab, wait_for_result  # noqa: E402
+from test_browser import TABS, draw_house, launch_browser, translate_in_tab, translate_video_in_tab, wait_for_result  # noqa: E402
 
 from img2img.app import TAB_TASKS, build_app, discover_models, launch_app, model_examples, write_examples  # noqa: E402
 
@@ -72,6 +73,18 @@ def main() -> None:
                 page.click("#sketch-run-drawing")
                 size = wait_for_result(page, "sketch", 120_000)
                 shoot(page, args.out / "ui_draw.png", f"a drawing -> {size[0]}x{size[1]}")
+                # A video: 2 s of a pan over the cat photo, translated with the style model.
+                from skimage import data
+
+                from img2img.video import pan_zoom, write_test_clip
+
+                page.reload()
+                clip = write_test_clip(pan_zoom(data.chelsea(), (450, 300), 48), tmp / "chelsea_pan.mp4", fps=24)
+                info = translate_video_in_tab(page, clip, 300_000)
+                page.eval_on_selector("#style-video-output video", "v => { v.pause(); v.currentTime = 1.0; }")
+                page.locator("#style-video-summary").scroll_into_view_if_needed()
+                page.wait_for_timeout(1500)  # the seek's frame is decoded
+                shoot(page, args.out / "ui_video.png", f"chelsea_pan.mp4 -> {info['width']}x{info['height']}, {info['duration']:.1f} s")
                 browser.close()
             demo.close()
         finally:

@@ -263,7 +263,7 @@ def translate(
     backend: str = typer.Option("auto", "--backend", help="onnx (ONNX Runtime, needs an .onnx) or torch (PyTorch, run dir / .safetensors) (default: from the model file)."),
     direction: Optional[str] = typer.Option(None, "--direction", help="AtoB or BtoA, for run directories (default: AtoB)."),
     batch_size: int = typer.Option(1, "--batch-size", min=1, help="Images (or tiles) per forward pass; batching same-size images helps on GPUs."),
-    tile: int = typer.Option(1024, "--tile", min=0, help="Images with a side above this are translated in overlapping tiles (bounded memory); 0: never tile."),
+    tile: Optional[int] = typer.Option(None, "--tile", min=0, help="Images with a side above this are translated in overlapping tiles (bounded memory); 0: never tile. Default: 1024 for images, 1920 for video frames."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA if usable, else CPU), cpu or cuda."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for inference (default: one per core)."),
     fmt: str = typer.Option("png", "--format", help="Output format: png or jpg."),
@@ -277,8 +277,8 @@ def translate(
     videos (.mp4 .mov .mkv .webm .avi) keep their frame rate, frame count and audio.
     Unreadable files are listed at the end (exit code 1) and all others are still written."""
     from img2img.batch import check_format, collect_inputs, translate_files
-    from img2img.runtime import Translator
-    from img2img.video import TEMPORAL_MODES, is_video
+    from img2img.runtime import DEFAULT_TILE, Translator
+    from img2img.video import TEMPORAL_MODES, VIDEO_TILE, is_video
     from img2img.runtime.memory import return_large_blocks
 
     return_large_blocks()  # large images one after another: memory goes back to the OS between them
@@ -289,17 +289,24 @@ def translate(
     jobs, problems = collect_inputs([*inputs, *(more_inputs or [])])
     if not jobs:
         raise Img2ImgError("no input images: " + "; ".join(f"{p}: {why}" for p, why in problems))
-    translator = Translator(
-        model, direction=direction, backend=backend, device=device, threads=threads, batch_size=batch_size, tile=tile or None
-    )
     if temporal not in TEMPORAL_MODES:
         raise Img2ImgError(f"unknown --temporal {temporal!r}; choose {', '.join(TEMPORAL_MODES)}")
-    typer.echo(f"img2img: {translator.describe()}", err=True)
     videos = [job for job in jobs if is_video(job[0])]
     images = [job for job in jobs if not is_video(job[0])]
+
+    def load(tile_side: int) -> Translator:
+        return Translator(model, direction=direction, backend=backend, device=device, threads=threads, batch_size=batch_size, tile=tile_side or None)
+
+    image_tile, video_tile = (DEFAULT_TILE, VIDEO_TILE) if tile is None else (tile, tile)
+    translator = load(image_tile if images else video_tile)
+    typer.echo(f"img2img: {translator.describe()}", err=True)
+    video_translator = translator
+    if images and videos and video_tile != image_tile:
+        video_translator = load(video_tile)
+        typer.echo(f"img2img: videos: {video_translator.describe()}", err=True)
     report = translate_files(translator, images, output, fmt=fmt, overwrite=overwrite, progress=progress)
     failed = problems + report.failed
-    done_videos = translate_videos(translator, videos, output, temporal, decay, frames, overwrite, progress, failed)
+    done_videos = translate_videos(video_translator, videos, output, temporal, decay, frames, overwrite, progress, failed)
     summary = f"translated {len(report.written)} image(s)" + (f" and {done_videos} video(s)" if videos else "")
     summary += f" into {output} ({translator.backend} on {translator.device})"
     if report.skipped:

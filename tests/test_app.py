@@ -165,6 +165,37 @@ def test_endpoints_translate_real_photos(client, tmp_path, api_name, kind, args)
     check_result(client.predict(handle_file(str(src)), *args, api_name=api_name), (75, 50))
 
 
+def test_style_tab_translates_a_video(client, tmp_path):
+    """A pan over a real photo, 640x360 with sound: the result is an MP4 a browser plays (H.264)
+    with the clip's frame rate, frame count and sound, its frames scaled to the video limit."""
+    from skimage import data
+
+    from img2img.video import pan_zoom, probe, write_test_clip
+
+    src = write_test_clip(pan_zoom(data.astronaut(), (640, 360), 12), tmp_path / "astronaut walk.mov", fps=12, audio_hz=440)
+    result = client.predict(handle_file(str(src)), "cyclegan", "BtoA", api_name="/style_transfer_video")
+    path = Path(result["video"] if isinstance(result, dict) else result)
+    assert path.name.startswith("astronaut_walk_") and path.suffix == ".mp4", path.name
+    info = probe(path)
+    assert (info.width, info.height) == (Limits().video_side, 270)
+    assert info.frames == 12 and info.fps == 12 and info.codec == "h264" and info.audio == "aac"
+
+
+def test_bad_videos_are_refused_with_the_users_file_name(client, tmp_path):
+    from skimage import data
+
+    from img2img.video import pan_zoom, write_test_clip
+
+    notes = tmp_path / "notes.mp4"
+    notes.write_text("these are not frames\n" * 50)
+    long = write_test_clip(pan_zoom(data.coffee(), (64, 48), 42), tmp_path / "long.mp4", fps=2)  # 21 s
+    for path, words in [(notes, "cannot read this video"), (long, "21 s is over the 20 s video limit")]:
+        with pytest.raises(Exception) as err:
+            client.predict(handle_file(str(path)), api_name="/style_transfer_video")
+        message = str(err.value)
+        assert f"{path.name}: " in message and words in message and "gradio" not in message.lower(), message
+
+
 def test_requests_reuse_the_session_of_their_model_file(client, server, ui_models, tmp_path):
     _, sessions = server
     path = ui_models / "colorization_AtoB.onnx"
@@ -223,12 +254,14 @@ def test_unknown_model_or_direction_is_explained(client, tmp_path):
 
 
 def test_upload_over_the_size_limit_is_refused(server, tmp_path):
-    """The server refuses it at upload (what a browser or curl meets); gradio_client even
-    refuses before sending, from the limit the page's config announces."""
+    """Over the largest limit (videos'), the server refuses the file at upload (what a browser or
+    curl meets), and gradio_client refuses before sending, from the limit the page's config
+    announces. An image over the image limit but under the video one is refused by the handler."""
     import httpx
 
     url, _ = server
-    limit = Limits().max_file_bytes
+    limits = Limits()
+    limit = limits.max_upload_bytes
     small = httpx.post(url + "gradio_api/upload", files={"files": ("ok.png", b"x" * 1000, "image/png")}, timeout=60)
     assert small.status_code == 200
     big = httpx.post(url + "gradio_api/upload", files={"files": ("big.png", os.urandom(limit + 1024), "image/png")}, timeout=60)
@@ -236,6 +269,9 @@ def test_upload_over_the_size_limit_is_refused(server, tmp_path):
     path = tmp_path / "big.png"
     path.write_bytes(os.urandom(limit + 1024))
     with pytest.raises(ValueError, match="exceeds the maximum file size"):
+        Client(url, verbose=False).predict(handle_file(str(path)), api_name="/colorize")
+    path.write_bytes(os.urandom(limits.max_file_mb * 2**20 + 1024))
+    with pytest.raises(Exception, match=f"big.png: 20.0 MB is over the {limits.max_file_mb} MB image upload limit"):
         Client(url, verbose=False).predict(handle_file(str(path)), api_name="/colorize")
 
 
@@ -343,7 +379,8 @@ def test_page_loads_with_the_tabs_and_the_limits(server):
     with urllib.request.urlopen(url + "config", timeout=30) as r:
         config = r.read().decode()
     for words in ("Style transfer", "Colorization", "Sketch to photo", "Model details", "overlapping 1024 px tiles",
-                  "at most 64 waiting", "A photo in, a painting out", "Strength (%)"):
+                  "at most 64 waiting", "A photo in, a painting out", "Strength (%)",
+                  "Up to 20 s and 100 MB", "Translate video"):
         assert words in config, words
 
 

@@ -58,6 +58,23 @@ def translate_in_tab(page, key: str, image: Path, timeout_ms: int = 60_000) -> t
     return wait_for_result(page, key, timeout_ms)
 
 
+def translate_video_in_tab(page, clip: Path, timeout_ms: int = 120_000) -> dict:
+    """Upload `clip` in the style tab's video input, click Translate video and wait until the
+    result plays in the page (a decoded frame: readyState >= 2); its size, duration and the
+    download's name."""
+    open_tab(page, "style")
+    page.set_input_files("#style-video-input input[type=file]", str(clip))
+    page.wait_for_selector("#style-video-input video", timeout=timeout_ms)
+    page.click("#style-video-run")
+    page.wait_for_function(
+        "(() => { const v = document.querySelector('#style-video-output video'); return !!v && v.readyState >= 2; })()",
+        timeout=timeout_ms,
+    )
+    info = page.eval_on_selector("#style-video-output video", "v => ({width: v.videoWidth, height: v.videoHeight, duration: v.duration})")
+    info["download"] = page.get_attribute("#style-video-output a[download]", "download")
+    return info
+
+
 @pytest.fixture(scope="module")
 def page_url(tmp_path_factory, data_root, log):
     models = build_tiny_models(tmp_path_factory.getbasetemp() / "ui_models", data_root, log)
@@ -189,3 +206,16 @@ def test_bad_upload_is_refused_when_uploaded(page, tmp_path):
     page.set_input_files("#colorization-input input[type=file]", str(bad))
     page.get_by_text("notes.png: cannot read image (not an image or an unsupported format)").wait_for(timeout=30_000)
     page.wait_for_function("!document.querySelector('#colorization-input img')", timeout=30_000)
+
+
+def test_video_is_translated_and_plays_in_the_page(page, tmp_path):
+    """A pan across a real photo, uploaded in the style tab: the result plays in the browser
+    (H.264 in MP4), with the clip's size and length, and downloads under the clip's name."""
+    from skimage import data
+
+    from img2img.video import pan_zoom, write_test_clip
+
+    clip = write_test_clip(pan_zoom(data.rocket(), (320, 240), 24), tmp_path / "rocket.mp4", fps=12, audio_hz=440)
+    info = translate_video_in_tab(page, clip)
+    assert (info["width"], info["height"]) == (320, 240) and abs(info["duration"] - 2.0) < 0.2, info
+    assert info["download"].startswith("rocket_") and info["download"].endswith(".mp4"), info

@@ -95,6 +95,8 @@ def test_cli_translates_videos_and_images_together(clip, tmp_path):
     r = CliRunner().invoke(app, ["translate", "-m", str(MODEL), "-i", str(inputs), "-o", str(tmp_path / "out"), "--no-progress"])
     assert r.exit_code == 0, r.output
     assert "1 image(s) and 1 video(s)" in r.output
+    # Frames up to 1080p go through the network whole; images keep the 1024 px tiles.
+    assert "tiles of 1024 px" in r.output and "videos: " in r.output and "tiles of 1920 px" in r.output, r.output
     assert probe(tmp_path / "out/clip.mp4").frames == 20
     # -o onto the inputs: refused for the video, which is kept.
     r = CliRunner().invoke(app, ["translate", "-m", str(MODEL), "-i", str(inputs / "clip.mp4"), "-o", str(inputs), "--no-progress", "--overwrite"])
@@ -124,6 +126,16 @@ def test_bad_videos_get_one_line_errors_and_leave_nothing(translator, clip, tmp_
         assert "\n" not in str(e.value)
         assert not dst.exists()
         assert not dst.parent.exists() or not any(dst.parent.iterdir())  # no temp file either
+
+
+def test_a_clip_over_max_frames_is_refused_while_decoding(translator, clip, tmp_path):
+    """The UI's length limit also holds for containers that do not declare their length."""
+    dst = tmp_path / "out.mp4"
+    with pytest.raises(VideoError, match="longer than the limit of 5 frames"):
+        translate_video(translator, clip, dst, max_frames=5)
+    assert not dst.exists()
+    r = translate_video(translator, clip, dst, max_frames=20, audio=False)  # exactly at the limit: fine
+    assert r.frames == 20 and not r.audio and probe(dst).audio is None
 
 
 def test_eval_scores_video_flicker(translator, clip, tmp_path):

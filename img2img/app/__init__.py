@@ -56,7 +56,8 @@ DELETE_CACHE = (3600, 3600)
 
 def policy_markdown(limits: Limits) -> str:
     return (
-        f"**Limits.** Uploads up to {limits.max_file_mb} MB and {limits.max_pixels / 1e6:g} megapixels. "
+        f"**Limits.** Image uploads up to {limits.max_file_mb} MB and {limits.max_pixels / 1e6:g} megapixels; "
+        f"videos up to {limits.max_video_seconds} s and {limits.max_video_mb} MB, translated at up to {limits.video_side} px. "
         f"The result always has the size of the input: images with a side above {limits.tile} px are "
         f"translated in overlapping {limits.tile} px tiles, blended, "
         f"so large photos work in bounded memory but take longer (the progress bar counts the tiles). "
@@ -206,7 +207,7 @@ def launch_app(
     (every interface) is for containers and for users who choose to expose it.
     block=False returns at once with the server running in a thread (tests); demo.close() stops it."""
     _, url, _ = demo.launch(
-        server_name=host, server_port=port, max_file_size=limits.max_file_bytes,
+        server_name=host, server_port=port, max_file_size=limits.max_upload_bytes,
         prevent_thread_lock=not block, show_error=False, ssr_mode=False, quiet=quiet, css=CSS,
         theme=gr.themes.Soft(primary_hue="indigo", secondary_hue="sky"),
     )  # fmt: skip

@@ -9,15 +9,17 @@ non-image file becomes a gr.Error message in the page instead of an opaque serve
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import html
 import logging
+import math
 import re
 import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Iterator, Literal
 
 import gradio as gr
 from PIL import Image
@@ -27,6 +29,7 @@ from img2img.app.models import ModelFile, ModelGroup, SessionCache
 from img2img.data.images import ImageReadError, load_image
 from img2img.io import channel_name
 from img2img.runtime import DEFAULT_TILE
+from img2img.video import VideoError, VideoInfo, probe, translate_video
 
 log = logging.getLogger("img2img")
 
@@ -47,10 +50,15 @@ class Limits:
     # MB at most), so 50 simultaneous users all get served (issue 13: 22 of 50 refused at 16).
     queue_size: int = 64
     concurrency: int = 1              # translations running at once, over all tabs (each uses every core)
+    # Videos (style tab): a 20 s clip at 480 px takes about 2 minutes on 2 CPU cores.
+    max_video_mb: int = 100
+    max_video_seconds: int = 20
+    video_side: int = 480             # frames are scaled so that their longer side is at most this
 
     @property
-    def max_file_bytes(self) -> int:
-        return self.max_file_mb * 1024 * 1024
+    def max_upload_bytes(self) -> int:
+        """What Gradio accepts at upload, for any file; each kind is then checked by its own limit."""
+        return max(self.max_file_mb, self.max_video_mb) * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -65,6 +73,7 @@ class TabSpec:
     train_hint: str          # shown when no model is found
     has_directions: bool = False  # a direction choice (CycleGAN maps both ways); also an API parameter
     has_canvas: bool = False      # a drawing canvas beside the upload (its own button; not in the API)
+    has_video: bool = False       # a video upload below the photo one (its own endpoint: /{api_name}_video)
 
 
 TABS = (
@@ -75,7 +84,7 @@ TABS = (
             "img2img train --config cyclegan --data path/to/horse2zebra   # trainA/ + trainB/ (or --dataset horse2zebra)\n"
             "img2img export checkpoints/cyclegan -o {models}/cyclegan_AtoB.onnx\n"
             "img2img export checkpoints/cyclegan --direction BtoA -o {models}/cyclegan_BtoA.onnx",
-            has_directions=True),
+            has_directions=True, has_video=True),
     TabSpec("colorization", "Colorization", ("colorization",), "colorize",
             "**A black-and-white photo in, the same photo in colour out.** A colour photo works too: it is "
             "made grey first.",
@@ -110,26 +119,30 @@ class Serving:
 # Requests
 
 
-def _uploaded(payload: Any) -> tuple[Path, str]:
-    """(file on the server, name the user gave it) from an unpreprocessed gr.Image value."""
+def _uploaded(payload: Any, what: str = "image", max_mb: int | None = None) -> tuple[Path, str]:
+    """(file on the server, name the user gave it) from an unpreprocessed gr.Image or gr.Video
+    value (a FileData dict), its size checked against max_mb. Gradio refuses files over max_file_size at upload;
+    each kind of file has its own, smaller limit, checked here (also for apps mounted without
+    that launch() setting)."""
     if isinstance(payload, dict) and payload.get("path"):
-        return Path(payload["path"]), str(payload.get("orig_name") or Path(payload["path"]).name)
-    if isinstance(payload, str) and payload:
-        return Path(payload), Path(payload).name
-    raise Img2ImgError("no image: upload one (or pick an example) first")
+        path, name = Path(payload["path"]), str(payload.get("orig_name") or Path(payload["path"]).name)
+    elif isinstance(payload, str) and payload:
+        path, name = Path(payload), Path(payload).name
+    else:
+        raise Img2ImgError(f"no {what}: upload one (or pick an example) first")
+    if max_mb is not None:
+        try:
+            size = path.stat().st_size
+        except OSError:
+            raise Img2ImgError(f"{name}: the upload is gone from the server; upload it again") from None
+        if size > max_mb * 1024 * 1024:
+            raise Img2ImgError(f"{name}: {size / 2**20:.1f} MB is over the {max_mb} MB {what} upload limit")
+    return path, name
 
 
 def read_upload(payload: Any, limits: Limits) -> Image.Image:
-    """The uploaded image as RGB, or Img2ImgError saying why it cannot be used. Gradio already
-    refuses files over max_file_size at upload; the size is checked again here for apps mounted
-    without that launch() setting."""
-    path, name = _uploaded(payload)
-    try:
-        size = path.stat().st_size
-    except OSError:
-        raise Img2ImgError(f"{name}: the upload is gone from the server; upload it again") from None
-    if size > limits.max_file_bytes:
-        raise Img2ImgError(f"{name}: {size / 2**20:.1f} MB is over the {limits.max_file_mb} MB upload limit")
+    """The uploaded image as RGB, or Img2ImgError saying why it cannot be used."""
+    path, name = _uploaded(payload, "image", limits.max_file_mb)
     try:
         # `name` only labels errors; the bytes come from the server-side copy.
         return load_image(name, max_pixels=limits.max_pixels, data=path.read_bytes())
@@ -139,6 +152,25 @@ def read_upload(payload: Any, limits: Limits) -> Image.Image:
         if message != str(e):
             message += ". Upload a PNG, JPEG or WebP image."
         raise ImageReadError(message, name) from None
+
+
+# Audio codecs a browser plays in each of the UI's output containers; other audio is left out of
+# the UI's result (the CLI keeps the input's container, so it copies any audio).
+PLAYABLE_AUDIO = {".mp4": {"aac", "mp3", "opus", "flac"}, ".webm": {"opus", "vorbis"}}
+
+
+def check_video_upload(payload: Any, limits: Limits) -> tuple[Path, str, VideoInfo]:
+    """(file, user's name, what the container says) of an uploaded video within the Limits, or
+    Img2ImgError. A clip that does not declare its length is held to it while decoding."""
+    path, name = _uploaded(payload, "video", limits.max_video_mb)
+    try:
+        info = probe(path)
+    except VideoError as e:
+        raise VideoError(str(e).replace(str(path), name)) from None  # the user's name, not the server's path
+    seconds = info.duration or (info.frames / info.fps if info.frames else 0)
+    if seconds > limits.max_video_seconds + 0.5:  # + 0.5: containers round the duration
+        raise VideoError(f"{name}: {seconds:.0f} s is over the {limits.max_video_seconds} s video limit; cut it shorter")
+    return path, name, info
 
 
 def check_strength(strength: float | None) -> float:
@@ -190,11 +222,35 @@ def request_alive() -> Callable[[], bool]:
     return alive
 
 
-def result_name(upload_name: str, word: str) -> str:
+def result_name(upload_name: str, word: str, suffix: str = ".png") -> str:
     """coffee.jpg + colorized -> coffee_colorized.png (the download's file name). The user's
     name is reduced to safe characters: it becomes a path on the server."""
     stem = re.sub(r"[^\w.-]+", "_", Path(upload_name).stem)[:80].strip("._") or "image"
-    return f"{stem}_{word}.png"
+    return f"{stem}_{word}{suffix}"
+
+
+def new_result_folder(results: Path) -> Path:
+    """One folder per request in the results cache, so that the download keeps its nice name."""
+    folder = results / uuid.uuid4().hex
+    folder.mkdir(parents=True)
+    return folder
+
+
+@contextlib.contextmanager
+def computing(serving: Serving, name: str, progress: gr.Progress, unit: str) -> Iterator[Callable[[int, int], None]]:
+    """Hold the server's compute slot for one translation and give it its progress callback,
+    which stops the translation (RequestGone) once Gradio has dropped the request."""
+    alive = request_alive()
+
+    def report(done: int, total: int) -> None:
+        if not alive():
+            raise RequestGone(f"{name}: stopped after {done} of {total or '?'} {unit}")
+        progress((done, total or None), desc=f"Translating {name}", unit=unit)
+
+    with serving.computing:
+        if not alive():  # cancelled while waiting for a running translation to stop
+            raise RequestGone(f"{name}: cancelled before it started")
+        yield report
 
 
 def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -350,6 +406,22 @@ def build_tab(spec: TabSpec, groups: list[ModelGroup], examples: list[Path], ser
                     type="filepath", format="png", label="Result (PNG, same size as the input)", interactive=False,
                     buttons=["download", "fullscreen"], height=240, elem_id=f"{spec.key}-output",
                 )  # fmt: skip
+        video_in = video_run = video_out = None
+        if spec.has_video:
+            gr.Markdown(
+                f"**A video in, the same video translated out.** Up to {limits.max_video_seconds} s and {limits.max_video_mb} MB "
+                f"(MP4, MOV, MKV, WebM, AVI); frames are scaled to at most {limits.video_side} px on the longer side, "
+                "the frame rate and the sound are kept, and the frames are blended along the motion so the painting "
+                "does not flicker. Strength applies to photos only.",
+                elem_id=f"{spec.key}-video-summary",
+            )  # fmt: skip
+            with gr.Row():
+                with gr.Column():
+                    video_in = gr.Video(label="Video", sources=["upload", "webcam"], elem_id=f"{spec.key}-video-input")
+                    video_run = gr.Button("Translate video", variant="primary", elem_id=f"{spec.key}-video-run")
+                with gr.Column():
+                    video_out = gr.Video(label="Result (MP4 or WebM, sound kept)", interactive=False, buttons=["download"],
+                                         elem_id=f"{spec.key}-video-output")  # fmt: skip
         pair = gr.State()  # (before, result) for the slider: a State, so the API returns just the result
         with gr.Accordion("Model details", open=False, elem_id=f"{spec.key}-details"):
             card = gr.Markdown(card_markdown(first, first.directions[0] if first else None, models_dir),
@@ -361,20 +433,10 @@ def build_tab(spec: TabSpec, groups: list[ModelGroup], examples: list[Path], ser
 
     def run_translation(img: Image.Image, name: str, entry: ModelFile, strength: float | None, progress: gr.Progress) -> tuple[str, tuple[str, str]]:
         strength = check_strength(strength)
-        alive = request_alive()
-
-        def report(done: int, total: int) -> None:
-            if not alive():
-                raise RequestGone(f"{name}: stopped after {done} of {total} network passes")
-            progress((done, total), desc=f"Translating {name}", unit="tiles")
-
-        with serving.computing:
-            if not alive():  # cancelled while waiting for a running translation to stop
-                raise RequestGone(f"{name}: cancelled before it started")
+        with computing(serving, name, progress, "tiles") as report:
             translated = serving.sessions.get(entry.path).translate([img], progress=report)[0] if strength > 0 else img
             out = blend(img, translated, strength)
-        folder = results / uuid.uuid4().hex
-        folder.mkdir(parents=True)
+        folder = new_result_folder(results)
         result, before = folder / result_name(name, entry.route.result_word), folder / "input.png"
         out.save(result, format="PNG")
         img.save(before, format="PNG", compress_level=1)  # only shown in the slider: fast beats small
@@ -441,6 +503,41 @@ def build_tab(spec: TabSpec, groups: list[ModelGroup], examples: list[Path], ser
             api_visibility="private", concurrency_id="translate", concurrency_limit=limits.concurrency,
         ).success(show_pair, pair, compare, queue=False, api_visibility="private")  # fmt: skip
         clear.click(_blank_canvas, outputs=pad, queue=False, api_visibility="private")
+
+    if spec.has_video:
+
+        def translate_clip(video: Any, model: str | None = None, direction: str | None = None,
+                           progress: gr.Progress = gr.Progress()) -> str:  # fmt: skip
+            """Translate one video (the style tab's model and direction); returns an MP4 (a WebM
+            for a WebM upload) with the input's frame rate and frame count and its sound."""
+            entry = pick(model, direction)
+            path, name, info = check_video_upload(video, limits)
+            suffix = ".webm" if path.suffix.lower() == ".webm" else ".mp4"  # containers a browser plays
+            result = new_result_folder(results) / result_name(name, entry.route.result_word, suffix)
+            with computing(serving, name, progress, "frames") as report:
+                try:
+                    translate_video(
+                        serving.sessions.get(entry.path), path, result, max_side=limits.video_side,
+                        max_frames=math.ceil(limits.max_video_seconds * info.fps) + 1,
+                        audio=info.audio in PLAYABLE_AUDIO[suffix], progress=report,
+                    )  # fmt: skip
+                except VideoError as e:
+                    raise VideoError(str(e).replace(str(path), name)) from None
+            return str(result)
+
+        def check_clip(video: Any) -> None:
+            if video is not None:
+                check_video_upload(video, limits)
+
+        video_inputs = [video_in, model_in, *([direction_in] if direction_in is not None else [])]
+        video_run.click(
+            _friendly(translate_clip), inputs=video_inputs, outputs=video_out, preprocess=False,
+            api_name=f"{spec.api_name}_video", concurrency_id="translate", concurrency_limit=limits.concurrency,
+        )  # fmt: skip
+        video_in.change(
+            _friendly(check_clip), inputs=video_in, outputs=None, preprocess=False, show_progress="hidden",
+            concurrency_id="check_upload", concurrency_limit=2, api_visibility="private",
+        ).failure(lambda: None, outputs=video_in, queue=False, api_visibility="private")  # fmt: skip
 
     def show_card(label: str | None, direction: str | None = None) -> str:
         return card_markdown(by_label.get(label or ""), direction, models_dir)
