@@ -159,6 +159,11 @@ def read_upload(payload: Any, limits: Limits) -> Image.Image:
 PLAYABLE_AUDIO = {".mp4": {"aac", "mp3", "opus", "flac"}, ".webm": {"opus", "vorbis"}}
 
 
+def _named(e: VideoError, path: Path, name: str) -> VideoError:
+    """The error with the user's file name in place of the upload's path on the server."""
+    return VideoError(str(e).replace(str(path), name))
+
+
 def check_video_upload(payload: Any, limits: Limits) -> tuple[Path, str, VideoInfo]:
     """(file, user's name, what the container says) of an uploaded video within the Limits, or
     Img2ImgError. A clip that does not declare its length is held to it while decoding."""
@@ -166,7 +171,7 @@ def check_video_upload(payload: Any, limits: Limits) -> tuple[Path, str, VideoIn
     try:
         info = probe(path)
     except VideoError as e:
-        raise VideoError(str(e).replace(str(path), name)) from None  # the user's name, not the server's path
+        raise _named(e, path, name) from None
     seconds = info.duration or (info.frames / info.fps if info.frames else 0)
     if seconds > limits.max_video_seconds + 0.5:  # + 0.5: containers round the duration
         raise VideoError(f"{name}: {seconds:.0f} s is over the {limits.max_video_seconds} s video limit; cut it shorter")
@@ -522,7 +527,7 @@ def build_tab(spec: TabSpec, groups: list[ModelGroup], examples: list[Path], ser
                         audio=info.audio in PLAYABLE_AUDIO[suffix], progress=report,
                     )  # fmt: skip
                 except VideoError as e:
-                    raise VideoError(str(e).replace(str(path), name)) from None
+                    raise _named(e, path, name) from None
             return str(result)
 
         def check_clip(video: Any) -> None:
