@@ -294,15 +294,17 @@ def translate(
     videos = [job for job in jobs if is_video(job[0])]
     images = [job for job in jobs if not is_video(job[0])]
 
-    def load(tile_side: int) -> Translator:
-        return Translator(model, direction=direction, backend=backend, device=device, threads=threads, batch_size=batch_size, tile=tile_side or None)
+    def load(tile_side: int, for_videos: bool) -> Translator:
+        # Video frames are one size after another: ONNX Runtime may keep their memory (faster).
+        return Translator(model, direction=direction, backend=backend, device=device, threads=threads,
+                          batch_size=batch_size, tile=tile_side or None, reuse_memory=for_videos)  # fmt: skip
 
     image_tile, video_tile = (DEFAULT_TILE, VIDEO_TILE) if tile is None else (tile, tile)
-    translator = load(image_tile if images else video_tile)
+    translator = load(image_tile, False) if images else load(video_tile, True)
     typer.echo(f"img2img: {translator.describe()}", err=True)
     video_translator = translator
-    if images and videos and video_tile != image_tile:
-        video_translator = load(video_tile)
+    if images and videos:
+        video_translator = load(video_tile, True)
         typer.echo(f"img2img: videos: {video_translator.describe()}", err=True)
     report = translate_files(translator, images, output, fmt=fmt, overwrite=overwrite, progress=progress)
     failed = problems + report.failed

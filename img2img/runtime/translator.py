@@ -58,6 +58,7 @@ class Translator:
         tile_overlap: int | None = None,  # pixels shared by neighbouring tiles (default tile // 4)
         shared_stats: bool = True,        # tiles share instance-norm statistics (see _translate_tiled)
         keep_luminance: bool = True,      # colorization: output luma := input grey (see restore_luminance)
+        reuse_memory: bool = False,       # ONNX Runtime: keep activation memory between calls (OrtBackend)
     ):
         model = Path(model)
         if batch_size < 1:
@@ -78,7 +79,7 @@ class Translator:
         if is_onnx:
             if not model.is_file():
                 raise Img2ImgError(f"{model} does not exist")
-            ort_backend = OrtBackend(model, device, threads)
+            ort_backend = OrtBackend(model, device, threads, reuse_memory)
             self.card = ModelCard.from_metadata(ort_backend.metadata, str(model))
             if direction is not None and direction != self.card.direction:
                 raise Img2ImgError(f"{model} is the {self.card.direction} generator, but direction {direction} was asked for")
