@@ -38,6 +38,7 @@ from img2img.checkpoint import load_generator, save_generator  # noqa: E402
 from img2img.config import load_config  # noqa: E402
 from img2img.devices import cpu_flags, cpu_model, native_bf16  # noqa: E402
 from img2img.export import export_onnx, rewrite_upsampling  # noqa: E402
+from img2img.runtime.backends import TorchBackend  # noqa: E402
 from train_vs_classic import classic_resnet, classic_unet  # noqa: E402  (the papers' nets, one home)
 
 # The defaults: CycleGAN's ResNet-9 (instance norm) and pix2pix's U-Net-256 (batch norm, dropout).
@@ -56,7 +57,7 @@ DESCRIPTION = {
     "ort-int8": "ours, ORT int8 (static QDQ)",
     "ort-int8-rr": "ours, ORT int8, 7-bit weights (reduce_range)",
     "ort-int8-u8": "ours, ORT int8, uint8 weights, first/last conv fp32",
-    "torch-bf16": "ours, PyTorch bf16 autocast",
+    "torch-bf16": "ours, PyTorch bf16 autocast, channels_last (the torch backend's auto on native-bf16 CPUs)",
 }
 CPU_FLAGS_SHOWN = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
 
@@ -148,9 +149,9 @@ def quantize_int8(src: Path, dst: Path, calibration: np.ndarray, u8_weights: boo
     )  # fmt: skip
 
 
-def torch_fn(net: torch.nn.Module, bf16: bool = False) -> Callable[[np.ndarray], np.ndarray]:
+def torch_fn(net: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]:
     def run(x: np.ndarray) -> np.ndarray:
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with torch.inference_mode():
             return net(torch.from_numpy(x)).float().numpy()
 
     return run
@@ -178,8 +179,9 @@ def variant_fns(arch: str, variants: list[str], work: Path, threads: int) -> tup
         if v == "torch-bf16" and native_bf16() is None:
             notes.append(f"{arch} torch-bf16: skipped, this CPU has no native bf16 (it would be emulated, slower than fp32)")
             continue
-        if v in ("eager", "torch-bf16"):
-            fns[v] = torch_fn(net, bf16=v == "torch-bf16")
+        if v in ("eager", "torch-bf16"):  # the runtime's PyTorch backend itself (bf16: autocast + channels_last)
+            backend = TorchBackend(work / arch / "G_AtoB.safetensors", "cpu", threads, "bf16" if v == "torch-bf16" else "fp32")
+            fns[v] = backend.run
         elif v == "compile":
             fns[v] = torch_fn(torch.compile(net, dynamic=False))
         elif v == "ort":
@@ -207,6 +209,9 @@ def bench_arch(arch: str, args: argparse.Namespace, work: Path) -> tuple[list[di
             times: dict[str, list[float]] = {v: [] for v in fns}
             for _ in range(args.repeats):
                 for v, fn in fns.items():
+                    # ONNX Runtime's pool threads spin-wait after a run and PyTorch's OpenMP threads
+                    # after theirs: a pause keeps either from taking cores from the next variant.
+                    time.sleep(0.5)
                     t = time.perf_counter()
                     outs[v] = fn(x)
                     times[v].append(time.perf_counter() - t)

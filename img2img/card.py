@@ -66,10 +66,18 @@ class ModelCard:
         return config_from_yaml(self.config, f"the model card of {self.name or 'this model'}")
 
 
+def generator_shape(arch: str, kwargs: dict[str, Any]) -> str:
+    """A generator's depth in words, for cards: "9 residual blocks", "7 downsamplings", ..."""
+    if arch == "resnet":
+        return f"{kwargs.get('n_blocks')} residual blocks"
+    trunk = " (the first 3 in a frozen VGG16 trunk)" if arch == "vgg_unet" else ""
+    return f"{kwargs.get('num_downs')} downsamplings{trunk}"
+
+
 def describe(method: str, name: str, arch: str, kwargs: dict[str, Any], task: str, direction: str,
              multiple: int, train_size: int) -> str:
     """The card's one-paragraph description (ONNX doc_string, UI "Model details")."""
-    shape = f"{kwargs.get('n_blocks')} residual blocks" if arch == "resnet" else f"{kwargs.get('num_downs')} downsamplings"
+    shape = generator_shape(arch, kwargs)
     return (
         f"img2img {method} generator '{name}' ({arch}, ngf {kwargs.get('ngf')}, {shape}, "
         f"{kwargs.get('norm')} norm) for {task}, mapping {direction[0]} to {direction[-1]}; "

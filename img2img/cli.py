@@ -266,6 +266,7 @@ def translate(
     tile: Optional[int] = typer.Option(None, "--tile", min=0, help="Images with a side above this are translated in overlapping tiles (bounded memory); 0: never tile. Default: 1024 for images, 1920 for video frames."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA if usable, else CPU), cpu or cuda."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for inference (default: one per core)."),
+    precision: str = typer.Option("auto", "--precision", help="--backend torch on a CPU: auto (bf16 where the CPU has it natively, else fp32), fp32 or bf16."),
     fmt: str = typer.Option("png", "--format", help="Output format: png or jpg."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs that already exist (they are kept by default)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
@@ -297,7 +298,8 @@ def translate(
     def load(tile_side: int, for_videos: bool) -> Translator:
         # Video frames are one size after another: ONNX Runtime may keep their memory (faster).
         return Translator(model, direction=direction, backend=backend, device=device, threads=threads,
-                          batch_size=batch_size, tile=tile_side or None, reuse_memory=for_videos)  # fmt: skip
+                          batch_size=batch_size, tile=tile_side or None, reuse_memory=for_videos,
+                          precision=precision)  # fmt: skip
 
     image_tile, video_tile = (DEFAULT_TILE, VIDEO_TILE) if tile is None else (tile, tile)
     translator = load(image_tile, False) if images else load(video_tile, True)

@@ -48,7 +48,7 @@ class DataConfig(_Section):
 
 
 class ModelConfig(_Section):
-    generator: Literal["resnet", "unet"] = "resnet"
+    generator: Literal["resnet", "unet", "vgg_unet"] = "resnet"  # vgg_unet: pretrained VGG16 trunk (HED's weights)
     input_nc: int = Field(3, ge=1)
     output_nc: int = Field(3, ge=1)
     ngf: int = Field(64, ge=1)
@@ -71,7 +71,7 @@ class ModelConfig(_Section):
                       dropout=self.dropout, upsample=self.upsample)  # fmt: skip
         if self.generator == "resnet":
             return GeneratorSpec("resnet", {**common, "n_blocks": self.n_blocks})
-        return GeneratorSpec("unet", {**common, "num_downs": self.num_downs})
+        return GeneratorSpec(self.generator, {**common, "num_downs": self.num_downs})
 
 
 class LossConfig(_Section):
@@ -134,7 +134,7 @@ class RunConfig(_Section):
         m = self.model
         stride, min_size = m.generator_spec().size_rules
         if d.crop_size % stride or d.crop_size < min_size:
-            hint = f"a multiple of {stride}" + (", or lower model.num_downs (7 for 128 px)" if m.generator == "unet" else "")
+            hint = f"a multiple of {stride}" + (", or lower model.num_downs (7 for 128 px)" if m.generator != "resnet" else "")
             raise ValueError(f"data.crop_size={d.crop_size} must be {hint}: the {m.generator} generator's total stride is {stride}")
         if d.kind in ("colorization", "sketch") and self.model.input_nc != 1:
             raise ValueError(f"data.kind={d.kind} gives 1-channel inputs; set model.input_nc=1")

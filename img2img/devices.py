@@ -86,6 +86,13 @@ def native_bf16(flags: frozenset[str] | None = None) -> str | None:
     return None
 
 
+def cpu_bf16_support() -> str | None:
+    """Native CPU bf16 as PyTorch can use it: the CPU flags say so and oneDNN is built in."""
+    import torch
+
+    return native_bf16() if torch.backends.mkldnn.is_available() else None
+
+
 def cpu_summary() -> str:
     """'AMD EPYC (2 threads, native bf16: avx512_bf16)' - the line benchmarks and start-up print."""
     import os

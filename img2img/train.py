@@ -27,11 +27,11 @@ from img2img import Img2ImgError, __version__
 from img2img.checkpoint import load_state, save_generator, save_state
 from img2img.config import RunConfig, dump_config
 from img2img.data.datasets import ResumableSampler, build_dataset
-from img2img.devices import cpu_summary, resolve_device
+from img2img.devices import cpu_bf16_support, cpu_summary, resolve_device
 from img2img.health import HealthMonitor
 from img2img.io import atomic_write
 from img2img.methods import Method, build_method
-from img2img.methods.common import Amp, adversarial, choose_amp, cpu_bf16_support, has_batch_norm, recalibrate_batch_norm
+from img2img.methods.common import Amp, adversarial, choose_amp, has_batch_norm, recalibrate_batch_norm
 from img2img.rundir import CONFIG_FILE, HEALTH_FILE, SAMPLES_DIR, STATE_FILE, TB_DIR, generator_file, sample_file
 
 MakeMethod = Callable[..., Method]  # build_method's signature

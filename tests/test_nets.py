@@ -1,8 +1,11 @@
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from conftest import needs_hed, photo
 from img2img.nets import MultiScaleDiscriminator, PatchDiscriminator, ResnetGenerator, UnetGenerator, build_generator
+from img2img.nets.generators import GeneratorSpec, VggUnetGenerator, generator_to_train
 
 
 @pytest.mark.parametrize("h,w", [(32, 32), (48, 64), (64, 36)])
@@ -25,6 +28,47 @@ def test_unet_256_default_runs_at_256():
     assert g(torch.randn(1, 3, 256, 256)).shape == (1, 3, 256, 256)
 
 
+@pytest.mark.parametrize("in_channels,h,w", [(1, 32, 32), (3, 32, 64), (1, 64, 48)])
+def test_vgg_unet_shapes_and_frozen_trunk(in_channels, h, w):
+    g = VggUnetGenerator(in_channels, 3, num_downs=4, ngf=4)
+    y = g(torch.randn(2, in_channels, h, w))
+    assert y.shape == (2, 3, h, w) and y.abs().max() <= 1.0
+    assert g.size_rules(num_downs=4) == (16, 16) == (g.size_multiple, g.min_size)
+    assert all(not p.requires_grad for p in g.trunk.parameters())
+    assert all(p.requires_grad for n, p in g.named_parameters() if not n.startswith("trunk."))
+
+
+def test_vgg_unet_refuses_what_it_cannot_build():
+    with pytest.raises(ValueError, match="in_channels 1 or 3"):
+        VggUnetGenerator(4, 3, num_downs=4)
+    with pytest.raises(ValueError, match="num_downs >= 4"):
+        VggUnetGenerator(1, 3, num_downs=3)
+
+
+@needs_hed
+def test_vgg_unet_trains_around_the_pretrained_trunk():
+    """generator_to_train loads HED's VGG16 blocks 1-4; a training step moves every other
+    weight and leaves the trunk exactly as loaded."""
+    from img2img.data.hed import load_hed
+
+    spec = GeneratorSpec("vgg_unet", {"in_channels": 1, "out_channels": 3, "num_downs": 4, "ngf": 4})
+    torch.manual_seed(0)
+    g = generator_to_train(spec)
+    hed = load_hed()
+    for mine, theirs in zip(g.trunk, hed.blocks):
+        for a, b in zip(mine.state_dict().values(), theirs.state_dict().values()):
+            assert torch.equal(a, b)
+    trunk = {k: v.clone() for k, v in g.trunk.state_dict().items()}
+    rest = {k: v.clone() for k, v in g.state_dict().items() if not k.startswith("trunk.")}
+    grey = torch.from_numpy(np.asarray(photo("chelsea", 32).convert("L"), dtype=np.float32) / 127.5 - 1)[None, None]
+    opt = torch.optim.Adam(g.parameters(), lr=1e-3)
+    g(grey).abs().mean().backward()
+    opt.step()
+    assert all(torch.equal(v, g.trunk.state_dict()[k]) for k, v in trunk.items())
+    moved = [k for k, v in rest.items() if v.dtype.is_floating_point and not torch.equal(v, g.state_dict()[k])]
+    assert len(moved) > 0.9 * len([v for v in rest.values() if v.dtype.is_floating_point])
+
+
 @pytest.mark.parametrize("arch,kwargs,bad", [("resnet", {"n_blocks": 1}, (30, 32)), ("unet", {"num_downs": 4}, (32, 40))])
 def test_size_not_multiple_of_stride_is_a_clear_error(arch, kwargs, bad):
     g = build_generator(arch, ngf=4, **kwargs)
@@ -40,7 +84,7 @@ def test_no_transposed_convolution_anywhere():
 
 
 def test_unknown_generator_lists_choices():
-    with pytest.raises(ValueError, match="resnet, unet"):
+    with pytest.raises(ValueError, match="resnet, unet, vgg_unet"):
         build_generator("vgg")
 
 
@@ -79,3 +123,16 @@ def test_multiscale_outputs_one_map_per_scale():
     d = MultiScaleDiscriminator(3, ndf=4, n_layers=2, num_scales=3)
     outs = d(torch.randn(2, 3, 64, 64))
     assert len(outs) == 3 and outs[0].shape[-1] > outs[1].shape[-1] > outs[2].shape[-1]
+
+
+@needs_hed
+def test_vgg_features_see_grey_as_its_rgb_repetition():
+    """The perceptual loss's VGG trunk (the same Caffe input conversion as vgg_unet's)."""
+    from img2img.nets.vgg import VGGFeatures
+
+    grey = torch.from_numpy(np.asarray(photo("coffee", 32).convert("L"), dtype=np.float32) / 127.5 - 1)[None, None]
+    vgg = VGGFeatures(blocks=2)
+    with torch.no_grad():
+        a, b = vgg(grey), vgg(grey.repeat(1, 3, 1, 1))
+    assert [t.shape[1:] for t in a] == [(64, 32, 32), (128, 16, 16)]
+    assert all(torch.allclose(x, y) for x, y in zip(a, b)) and a[0].abs().sum() > 0

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import TINY, photo
+from conftest import TINY, needs_hed, photo
 from img2img.checkpoint import load_generator
 from img2img.config import load_config
 from img2img.data.datasets import build_dataset
@@ -31,7 +31,8 @@ def training_mode_forward(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return net(x)
 
 
-@pytest.mark.parametrize("preset", ["colorization", "sketch2photo", "colorization-cpu"])
+@pytest.mark.parametrize("preset", ["colorization", pytest.param("sketch2photo", marks=needs_hed),
+                                    pytest.param("colorization-cpu", marks=needs_hed)])  # HED: drawings; VGG trunk
 def test_exported_model_equals_the_training_forward(tmp_path, data_root, log, preset):
     cfg = load_config(preset, [*TINY, "train.max_steps=4", "data.batch_size=2"])
     assert cfg.model.norm_g == "instance"

@@ -21,7 +21,7 @@ from skimage import data
 
 from conftest import save_run
 from img2img import Img2ImgError, metrics
-from img2img.devices import cuda_usable
+from img2img.devices import cuda_usable, native_bf16
 from img2img.export import export_onnx
 from img2img.nets.generators import build_generator
 from img2img.runtime import Translator
@@ -72,8 +72,36 @@ def test_onnx_and_torch_backends_agree(resnet):
     run, onnx_path = resnet
     img = photo("astronaut", (90, 70))
     a = Translator(onnx_path).translate([img])[0]
-    b = Translator(run, backend="torch").translate([img])[0]
+    b = Translator(run, backend="torch", precision="fp32").translate([img])[0]
     assert np.abs(np.asarray(a, int) - np.asarray(b, int)).max() <= 1
+
+
+@pytest.mark.skipif(native_bf16() is None, reason="this CPU has no native bf16 (AMX or AVX512-BF16)")
+def test_bf16_is_chosen_where_native_and_keeps_40_db_on_real_photos(resnet):
+    """The fast path on such CPUs: the torch backend's auto precision is bf16, and its output
+    stays within the 40 dB quality bar against fp32 on real photos, whole and tiled."""
+    run, _ = resnet
+    fast, exact = Translator(run, backend="torch", tile=96), Translator(run, backend="torch", precision="fp32", tile=96)
+    assert f"bf16 autocast ({native_bf16()})" in fast.describe() and "fp32" in exact.describe()
+    for img in (photo("chelsea", (160, 120)), photo("coffee", (96, 72)), photo("astronaut", (64, 64))):
+        assert psnr(fast.translate([img])[0], exact.translate([img])[0]) >= 40
+
+
+def test_cpu_without_native_bf16_falls_back_to_fp32(resnet, monkeypatch):
+    """auto on a CPU without native bf16 is fp32, silently and exactly; bf16 asked for is refused."""
+    from img2img.runtime import backends
+
+    run, _ = resnet
+    monkeypatch.setattr(backends, "cpu_bf16_support", lambda: None)
+    img = photo("astronaut", (90, 70))
+    auto = Translator(run, backend="torch")
+    assert auto.describe().endswith("threads, fp32, tiles of 1024 px")
+    exact = Translator(run, backend="torch", precision="fp32")
+    assert np.array_equal(np.asarray(auto.translate([img])[0]), np.asarray(exact.translate([img])[0]))
+    with pytest.raises(Img2ImgError, match="native bf16"):
+        Translator(run, backend="torch", precision="bf16")
+    with pytest.raises(Img2ImgError, match="auto, fp32, bf16"):
+        Translator(run, backend="torch", precision="fp16")
 
 
 def test_batches_of_mixed_sizes_match_one_by_one(resnet):
@@ -187,7 +215,7 @@ def test_onnx_shared_statistics_tiling_matches_torch(resnet):
     run, onnx_path = resnet
     img = photo("astronaut", (300, 200))
     a = Translator(onnx_path, tile=128).translate([img])[0]
-    b = Translator(run, tile=128).translate([img])[0]
+    b = Translator(run, tile=128, precision="fp32").translate([img])[0]
     assert np.abs(np.asarray(a, int) - np.asarray(b, int)).max() <= 2
     # Both were tiled: the whole-image pass differs from them by far more than they differ.
     whole = Translator(onnx_path, tile=None).translate([img])[0]
@@ -282,8 +310,8 @@ def test_describe_names_runtime_device_threads_and_tiles(resnet):
     line = Translator(onnx_path, device="cpu", threads=2, tile=512).describe()
     assert re.fullmatch(r"ONNX Runtime \d+\.\d+\.\d+ on CPU \(CPUExecutionProvider\), 2 threads, tiles of 512 px", line), line
     assert "one thread per physical core" in Translator(onnx_path, device="cpu").describe()
-    line = Translator(run, device="cpu", tile=None, batch_size=4).describe()
-    assert line == f"PyTorch {torch.__version__} on CPU, {torch.get_num_threads()} threads, no tiling, batches of 4"
+    line = Translator(run, device="cpu", tile=None, batch_size=4, precision="fp32").describe()
+    assert line == f"PyTorch {torch.__version__} on CPU, {torch.get_num_threads()} threads, fp32, no tiling, batches of 4"
 
 
 # ---------------------------------------------------------------------------- errors and devices

@@ -48,15 +48,34 @@ def hed_weights_path() -> Path:
     return path
 
 
+def vgg_blocks(count: int = len(VGG_BLOCKS)) -> nn.ModuleList:
+    """VGG16's first `count` conv blocks: 3x3 convs + ReLU, a 2x2 max pool before every block but
+    the first. HEDNet, the perceptual loss and the vgg_unet generator share this layout, so HED's
+    weights copy between them by state_dict."""
+    blocks = nn.ModuleList()
+    for i, (cin, cout, n) in enumerate(VGG_BLOCKS[:count]):
+        layers: list[nn.Module] = [] if i == 0 else [nn.MaxPool2d(2, 2, ceil_mode=True)]  # ceil = Keras "same"
+        for j in range(n):
+            layers += [nn.Conv2d(cin if j == 0 else cout, cout, 3, padding=1), nn.ReLU(inplace=True)]
+        blocks.append(nn.Sequential(*layers))
+    return blocks
+
+
+def bgr_mean() -> torch.Tensor:
+    """The Caffe VGG mean as a (1, 3, 1, 1) tensor, for a module's buffer."""
+    return torch.tensor(BGR_MEAN).view(1, 3, 1, 1)
+
+
+def unit_to_caffe(x: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] RGB (or grey, repeated) -> VGG's Caffe input: BGR 0..255 minus the mean,
+    x_bgr = 127.5 (x + 1) - mean."""
+    return (x.expand(-1, 3, -1, -1).flip(1) + 1) * 127.5 - mean
+
+
 class HEDNet(nn.Module):
     def __init__(self) -> None:
         super().__init__()
-        self.blocks = nn.ModuleList()
-        for i, (cin, cout, n) in enumerate(VGG_BLOCKS):
-            layers: list[nn.Module] = [] if i == 0 else [nn.MaxPool2d(2, 2, ceil_mode=True)]  # ceil = Keras "same"
-            for j in range(n):
-                layers += [nn.Conv2d(cin if j == 0 else cout, cout, 3, padding=1), nn.ReLU(inplace=True)]
-            self.blocks.append(nn.Sequential(*layers))
+        self.blocks = vgg_blocks()
         self.sides = nn.ModuleList(nn.Conv2d(cout, 1, 1) for _, cout, _ in VGG_BLOCKS)
         self.fuse = nn.Conv2d(len(VGG_BLOCKS), 1, 1)
 

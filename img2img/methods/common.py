@@ -12,7 +12,6 @@ from torch import nn
 
 from img2img import Img2ImgError
 from img2img.config import ModelConfig, RunConfig
-from img2img.devices import native_bf16
 from img2img.losses import ADVERSARIAL_LOSSES, AdversarialLoss
 from img2img.methods.base import STAT_DIVERSITY
 from img2img.nets import MultiScaleDiscriminator
@@ -82,11 +81,6 @@ def choose_amp(mode: str, device: torch.device, cpu_bf16: str | None = None) -> 
                                "is slower than fp32; use train.amp=auto or off")
         return Amp(device.type, None)
     return Amp(device.type, torch.bfloat16)
-
-
-def cpu_bf16_support() -> str | None:
-    """Native CPU bf16 as PyTorch can use it: the CPU flags say so and oneDNN is built in."""
-    return native_bf16() if torch.backends.mkldnn.is_available() else None
 
 
 def adam(params: Iterable[nn.Parameter], lr: float, cfg: RunConfig) -> torch.optim.Adam:

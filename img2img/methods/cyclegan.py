@@ -17,6 +17,7 @@ from img2img.methods.common import (
     Amp, ImagePool, Wrap, adversarial, batch_diversity, build_discriminator, grad_norm, identity, make_players,
     set_requires_grad, split_halves, step_optimizer, unwrap,
 )  # fmt: skip
+from img2img.nets.generators import generator_to_train
 
 
 class CycleGAN:
@@ -40,7 +41,7 @@ class CycleGAN:
                     wrap: Wrap = identity, seed: int = 0) -> "CycleGAN":
         m = cfg.model
         spec = m.generator_spec()
-        nets = [spec.build(), spec.build(), build_discriminator(m, m.input_nc), build_discriminator(m, m.output_nc)]
+        nets = [generator_to_train(spec), generator_to_train(spec), build_discriminator(m, m.input_nc), build_discriminator(m, m.output_nc)]
         return cls(*(wrap(n.to(device)) for n in nets), cfg, amp, total_steps, decay_start, seed=seed)
 
     def train_step(self, batch: Batch, noise: float) -> dict[str, float]:

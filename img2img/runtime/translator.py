@@ -59,6 +59,7 @@ class Translator:
         shared_stats: bool = True,        # tiles share instance-norm statistics (see _translate_tiled)
         keep_luminance: bool = True,      # colorization: output luma := input grey (see restore_luminance)
         reuse_memory: bool = False,       # ONNX Runtime: keep activation memory between calls (OrtBackend)
+        precision: str = "auto",          # PyTorch on a CPU: auto (bf16 where native) | fp32 | bf16 (TorchBackend)
     ):
         model = Path(model)
         if batch_size < 1:
@@ -89,7 +90,7 @@ class Translator:
 
             path = generator_path(model, direction)
             self.card = generator_card(path)
-            self._backend = TorchBackend(path, device, threads)
+            self._backend = TorchBackend(path, device, threads, precision)
         self.backend = backend
         self.batch_size = batch_size
         m = self.card.size_multiple
