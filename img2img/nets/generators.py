@@ -212,8 +212,8 @@ class VggUnetGenerator(nn.Module):
     Encoder: the VGG blocks give features at 1, 1/2, 1/4, 1/8 of the input size (64, 128, 256,
     512 channels); then num_downs - 3 learned [LeakyReLU(0.2)] conv4x4/2 [norm] levels of width
     ngf*4 down to 1/2**num_downs (global context; the innermost has no norm, the first no
-    activation: the trunk ends in a ReLU). Each VGG output
-    reaches the decoder through a learned 1x1 conv + norm (its width at that level).
+    activation: the trunk ends in a ReLU). Each VGG output reaches the decoder through a learned
+    1x1 conv + norm (its width at that level).
     Decoder: as UnetGenerator's (ReLU, resize + conv, norm, dropout on the innermost learned
     levels, skip concatenation), back to full size; then ReLU, 3x3 conv, tanh.
 
@@ -254,10 +254,9 @@ class VggUnetGenerator(nn.Module):
         self.lateral = nn.ModuleList(
             nn.Sequential(nn.Conv2d(c, widths[i], 1, bias=bias), norm_layer(norm, widths[i])) for i, c in enumerate(trunk_widths)
         )
-        self.downs = nn.ModuleList()  # learned levels 4 .. num_downs
-        prev = trunk_widths[-1]
+        self.downs = nn.ModuleList()  # learned levels 4 .. num_downs, ngf*4 wide
+        prev, w = trunk_widths[-1], ngf * 4
         for i in range(VGG_TRUNK_BLOCKS, num_downs + 1):
-            w = ngf * 4
             # The trunk ends in a ReLU (and its output also feeds a lateral): no activation before level 4.
             layers = [] if i == VGG_TRUNK_BLOCKS else [nn.LeakyReLU(0.2, True)]
             layers.append(nn.Conv2d(prev, w, 4, stride=2, padding=1, bias=bias or i == num_downs))
