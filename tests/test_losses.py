@@ -89,3 +89,28 @@ def test_instance_noise():
     x = torch.zeros(20000)
     assert torch.equal(L.instance_noise(x, 0.0), x)
     assert L.instance_noise(x, 0.1).std().item() == pytest.approx(0.1, rel=0.05)
+
+
+def test_colour_rebalancing_on_a_real_photo():
+    """Zhang et al. 2016's rebalancing on the astronaut photo: uniform weights give the plain
+    chroma L1; rarer colours weigh more, the weights average 1 under the smoothed distribution,
+    and an error on the rare orange suit costs more than the same error on common colours."""
+    from skimage import data
+
+    img = torch.from_numpy(data.astronaut()[::4, ::4].copy()).permute(2, 0, 1)[None].float() / 127.5 - 1
+    out = img.flip(-1)
+    assert L.rebalanced_chroma_l1_loss(out, img, torch.ones(L.CHROMA_BINS**2)).item() == pytest.approx(
+        L.chroma_l1_loss(out, img).item(), rel=1e-6)
+    p = L.chroma_histogram(img)
+    assert p.sum().item() == pytest.approx(1.0) and (p > 0).sum() > 5
+    w = L.rebalancing_weights(p)
+    common, rare = p.argmax(), torch.where(p > 0, p, 2.0).argmin()  # most and least frequent colours present
+    assert w[rare] > 1.5 * w[common]
+    assert 0.5 < (w * p).sum().item() < 1.5  # ~1: E over the smoothed distribution is exactly 1
+    bins = L.chroma_bins(img)[0]
+    shift = torch.tensor([0.1, -0.1, 0.1]).view(1, 3, 1, 1)  # a chroma error, same size everywhere
+    costs = []
+    for mask in (bins == common, bins == rare):
+        wrong = torch.where(mask, img + shift, img)
+        costs.append(L.rebalanced_chroma_l1_loss(wrong, img, w).item() / L.chroma_l1_loss(wrong, img).item())
+    assert costs[1] > 1.5 * costs[0]

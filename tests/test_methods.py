@@ -132,3 +132,20 @@ def test_cpu_bf16_only_where_native():
         choose_amp("bf16", CPU, cpu_bf16=None)
     with pytest.raises(Img2ImgError, match="CUDA"):
         choose_amp("fp16", CPU, cpu_bf16="amx")
+
+
+def test_pix2pix_colour_rebalancing_keeps_its_prior_in_the_state():
+    """loss.chroma_rebalance: the running colour prior follows the batches and survives a
+    state_dict round trip (exact resume); it needs the chroma reconstruction term."""
+    extra = ["loss.l1_space=chroma", "loss.chroma_rebalance=true", "model.input_nc=1", "data.kind=colorization"]
+    m = pix2pix(extra)
+    b = batch(channels_a=1)
+    uniform = m.colour_prior.clone()
+    stats = m.g_step(b["A"], b["B"], m.G(b["A"]), 0.0)
+    assert stats["L1"] > 0 and not torch.equal(m.colour_prior, uniform)
+    assert m.colour_prior.sum().item() == pytest.approx(1.0)
+    fresh = pix2pix(extra)
+    fresh.load_state_dict(m.state_dict())
+    assert torch.equal(fresh.colour_prior, m.colour_prior) and fresh.prior_batches == 1
+    with pytest.raises(Img2ImgError, match="loss.l1_space=chroma"):
+        load_config("pix2pix", [*TINY, "loss.chroma_rebalance=true"])

@@ -7,6 +7,7 @@ import gc
 import io
 import json
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -102,6 +103,79 @@ def test_cpu_without_native_bf16_falls_back_to_fp32(resnet, monkeypatch):
         Translator(run, backend="torch", precision="bf16")
     with pytest.raises(Img2ImgError, match="auto, fp32, bf16"):
         Translator(run, backend="torch", precision="fp16")
+
+
+def test_bf16_on_cuda_is_refused_with_the_cuda_reason(resnet, monkeypatch):
+    """bf16 is the CPU path; on CUDA the backend runs fp32 and says so rather than blaming the CPU."""
+    from img2img.runtime import backends
+
+    monkeypatch.setattr(backends, "resolve_device", lambda device: "cuda")
+    with pytest.raises(Img2ImgError, match="on CUDA the PyTorch backend runs in fp32"):
+        Translator(resnet[0], backend="torch", precision="bf16")
+
+
+def shipped_layout(tmp_path: Path, onnx_path: Path, weights: Path) -> Path:
+    """An .onnx with its generator's safetensors beside it, as the shipped models are laid out."""
+    folder = tmp_path / "model"
+    folder.mkdir()
+    shutil.copy(onnx_path, folder / "model.onnx")
+    shutil.copy(weights, folder / "G_AtoB.safetensors")
+    return folder / "model.onnx"
+
+
+@pytest.mark.skipif(native_bf16() is None, reason="this CPU has no native bf16 (AMX or AVX512-BF16)")
+def test_auto_backend_takes_the_measured_faster_path_once(resnet, tmp_path, monkeypatch):
+    """backend auto for an .onnx with its safetensors beside it: both paths are timed on the
+    probe, the verdict is cached, and the Translator runs (and names) the path it chose."""
+    from img2img.runtime import choice
+
+    run, onnx_path = resnet
+    monkeypatch.setenv(choice.CACHE_ENV, str(tmp_path / "cache"))
+    model = shipped_layout(tmp_path, onnx_path, run / "G_AtoB.safetensors")
+    tr = Translator(model)
+    entries = json.loads((tmp_path / "cache" / choice.CACHE_FILE).read_text())
+    (verdict,) = entries.values()
+    assert tr.backend == verdict["backend"] and verdict["psnr_db"] >= 40  # same weights: both paths agree
+    assert "chosen by measurement at 256 px" in tr.describe()
+    img = photo("chelsea", (120, 90))
+    same = Translator(model, backend="onnx") if tr.backend == "onnx" else Translator(run, backend="torch")
+    assert np.array_equal(np.asarray(tr.translate([img])[0]), np.asarray(same.translate([img])[0]))
+
+    def no_measuring(*args):
+        raise AssertionError("measured again despite the cache")
+
+    monkeypatch.setattr(choice, "measure", no_measuring)
+    again = Translator(model)
+    assert again.backend == tr.backend and "chosen by measurement (cached)" in again.describe()
+
+
+@pytest.mark.skipif(native_bf16() is None, reason="this CPU has no native bf16 (AMX or AVX512-BF16)")
+def test_auto_backend_keeps_onnx_when_the_weights_beside_differ(resnet, tmp_path, monkeypatch):
+    """The quality bar: safetensors of the same architecture but other weights give outputs far
+    from the .onnx's, so ONNX Runtime stays whatever the timing."""
+    from img2img.runtime import choice
+
+    monkeypatch.setenv(choice.CACHE_ENV, str(tmp_path / "cache"))
+    other = save_run(tmp_path / "other", TINY_RESNET, seed=7)
+    tr = Translator(shipped_layout(tmp_path, resnet[1], other / "G_AtoB.safetensors"))
+    assert tr.backend == "onnx" and "ONNX Runtime fp32 chosen" in tr.describe()
+    psnr_db = float(re.search(r"([\d.]+) dB apart", tr.describe()).group(1))
+    assert psnr_db < choice.MIN_PSNR
+
+
+def test_auto_backend_without_a_candidate_is_onnx_unmeasured(resnet, tmp_path, monkeypatch):
+    """No native bf16, fp32 asked for, or no safetensors beside: ONNX Runtime, nothing timed or cached."""
+    from img2img.runtime import choice
+
+    run, onnx_path = resnet
+    monkeypatch.setenv(choice.CACHE_ENV, str(tmp_path / "cache"))
+    model = shipped_layout(tmp_path, onnx_path, run / "G_AtoB.safetensors")
+    assert Translator(model, precision="fp32").backend_choice == ""
+    assert Translator(onnx_path).backend_choice == ""  # nothing beside the exported file
+    monkeypatch.setattr(choice, "native_bf16", lambda: None)
+    tr = Translator(model)
+    assert tr.backend == "onnx" and tr.backend_choice == "" and "chosen" not in tr.describe()
+    assert not (tmp_path / "cache").exists()
 
 
 def test_batches_of_mixed_sizes_match_one_by_one(resnet):

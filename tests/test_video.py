@@ -21,7 +21,7 @@ MODEL = Path(__file__).resolve().parents[1] / "checkpoints/pretrained/starry_nig
 
 @pytest.fixture(scope="module")
 def translator() -> Translator:
-    return Translator(MODEL, threads=1)
+    return Translator(MODEL, backend="onnx", threads=1)  # the ONNX graphs for fixed statistics
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from img2img.config import RunConfig
-from img2img.losses import chroma_l1_loss, feature_matching_loss, gradient_penalty, instance_noise, l1_loss, perceptual_loss
+from img2img.losses import (
+    CHROMA_BINS, chroma_histogram, chroma_l1_loss, feature_matching_loss, gradient_penalty, instance_noise, l1_loss,
+    perceptual_loss, rebalanced_chroma_l1_loss, rebalancing_weights,
+)  # fmt: skip
 from img2img.methods.base import STAT_G_GRAD, Batch
 from img2img.methods.common import (
     Amp, Wrap, adversarial, batch_diversity, build_discriminator, grad_norm, identity, make_players, set_requires_grad,
@@ -20,6 +24,8 @@ from img2img.methods.common import (
 )  # fmt: skip
 from img2img.nets import MultiScaleDiscriminator
 from img2img.nets.generators import generator_to_train
+
+PRIOR_HORIZON = 1000  # batches the running colour prior of loss.chroma_rebalance averages over
 
 
 class Pix2Pix:
@@ -34,6 +40,12 @@ class Pix2Pix:
         self.spec = unwrap(G).spec
         self.players = make_players(cfg, {"G": G, "D": D}, {"G": ["G"], "D": ["D"]}, amp, total_steps, decay_start)
         self.reconstruction = chroma_l1_loss if cfg.loss.l1_space == "chroma" else l1_loss
+        # loss.chroma_rebalance: the training targets' colour distribution, a running mean over
+        # the batches seen (cumulative, then exponential over the last ~PRIOR_HORIZON batches);
+        # part of the resumable state.
+        device = next(unwrap(G).parameters()).device
+        self.colour_prior = torch.full((CHROMA_BINS**2,), 1.0 / CHROMA_BINS**2, device=device)
+        self.prior_batches = 0
 
     @classmethod
     def from_config(cls, cfg: RunConfig, device: torch.device, amp: Amp, total_steps: int, decay_start: int,
@@ -84,7 +96,10 @@ class Pix2Pix:
             feats = D.features(torch.cat([real_in, fake_in]))  # per scale: hidden layers..., logits
         halves = [[t.chunk(2, dim=0) for t in scale] for scale in feats]
         adv = sum(self.adv.g(logits[0].float(), logits[1].float()) for logits in (scale[-1] for scale in halves))
-        rec = self.reconstruction(fake.float(), real)
+        if cfg.chroma_rebalance:
+            rec = rebalanced_chroma_l1_loss(fake.float(), real, rebalancing_weights(self.update_colour_prior(real)))
+        else:
+            rec = self.reconstruction(fake.float(), real)
         loss = adv + cfg.lambda_l1 * rec
         stats = {"G": adv.item(), "L1": rec.item()}
         if cfg.lambda_fm > 0:
@@ -102,6 +117,19 @@ class Pix2Pix:
         step_optimizer(loss, self.players.optimizers["G"], self.players.scalers["G"])
         set_requires_grad(D, True)
         return {**stats, STAT_G_GRAD: grad_norm(self.G), **batch_diversity(fake, real)}
+
+    @torch.no_grad()
+    def update_colour_prior(self, real: torch.Tensor) -> torch.Tensor:
+        """Fold this batch's colour histogram (summed over DDP ranks, so every rank keeps the same
+        prior) into the running prior and return it."""
+        hist = chroma_histogram(real)
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(hist)
+            hist /= dist.get_world_size()
+        self.prior_batches += 1
+        rate = 1.0 / min(self.prior_batches, PRIOR_HORIZON)
+        self.colour_prior.mul_(1 - rate).add_(hist, alpha=rate)
+        return self.colour_prior
 
     def step_schedules(self) -> None:
         self.players.step_schedules()
@@ -125,7 +153,10 @@ class Pix2Pix:
         return {"G": unwrap(self.G), "D": unwrap(self.D)}
 
     def state_dict(self) -> dict[str, Any]:
-        return self.players.state_dict()
+        return {**self.players.state_dict(), "colour_prior": self.colour_prior.clone(), "prior_batches": self.prior_batches}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.players.load_state_dict(state)
+        if "colour_prior" in state:  # checkpoints from before loss.chroma_rebalance have none
+            self.colour_prior.copy_(state["colour_prior"])
+            self.prior_batches = int(state["prior_batches"])

@@ -175,6 +175,8 @@ class TorchBackend:
         if threads:
             torch.set_num_threads(threads)  # process-wide in PyTorch; there is no per-model setting
         self.native_bf16 = cpu_bf16_support() if self.device == "cpu" else None
+        if precision == "bf16" and self.device == "cuda":
+            raise Img2ImgError("precision bf16 is a CPU path; on CUDA the PyTorch backend runs in fp32: use precision auto or fp32")
         if precision == "bf16" and self.native_bf16 is None:
             raise Img2ImgError("precision bf16 needs a CPU with native bf16 (AMX or AVX512-BF16); this one would emulate it, "
                                "slower than fp32: use precision auto or fp32")  # fmt: skip

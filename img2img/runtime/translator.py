@@ -14,6 +14,7 @@ from img2img import Img2ImgError
 from img2img.card import ModelCard
 from img2img.data.images import MAX_PIXELS
 from img2img.io import from_unit, to_unit
+from img2img.runtime import choice
 from img2img.runtime.backends import Backend, OrtBackend, TorchBackend
 from img2img.runtime.onnx_graphs import LayerStats
 from img2img.runtime.pixels import prepare, restore_luminance, to_pil
@@ -50,7 +51,7 @@ class Translator:
         model: Path | str,
         *,
         direction: str | None = None,     # run directories: AtoB (default) or BtoA
-        backend: str = "auto",            # auto (by file type) | onnx | torch
+        backend: str = "auto",            # auto (by file type; .onnx: the faster path, runtime/choice.py) | onnx | torch
         device: str = "auto",             # auto | cpu | cuda
         threads: int | None = None,       # CPU threads (None: ONNX Runtime one per core; torch's default)
         batch_size: int = 1,              # images (or tiles) per forward pass
@@ -65,6 +66,7 @@ class Translator:
         if batch_size < 1:
             raise Img2ImgError(f"batch size must be at least 1, got {batch_size}")
         is_onnx = model.suffix == ".onnx"
+        choose = backend == "auto" and is_onnx
         if backend == "auto":
             backend = "onnx" if is_onnx else "torch"
         if backend not in BACKENDS:
@@ -77,6 +79,7 @@ class Translator:
         if backend == "torch" and is_onnx:
             raise Img2ImgError(f"{model} is an ONNX model; the torch backend needs a run directory or G_*.safetensors")
         self._backend: Backend
+        self.backend_choice = ""  # backend auto for an .onnx: how the backend was chosen, when there was a choice
         if is_onnx:
             if not model.is_file():
                 raise Img2ImgError(f"{model} does not exist")
@@ -85,6 +88,8 @@ class Translator:
             if direction is not None and direction != self.card.direction:
                 raise Img2ImgError(f"{model} is the {self.card.direction} generator, but direction {direction} was asked for")
             self._backend = ort_backend
+            if choose:
+                backend = self._choose_backend(model, ort_backend, threads, precision)
         else:
             from img2img.checkpoint import generator_card, generator_path  # torch: only for this backend
 
@@ -107,6 +112,24 @@ class Translator:
         self.shared_stats = shared_stats
         self.keep_luminance = keep_luminance and self.card.task == "colorization" and self.card.input_channels == 1
 
+    def _choose_backend(self, model: Path, ort_backend: OrtBackend, threads: int | None, precision: str) -> str:
+        """backend auto for an .onnx: PyTorch bf16 where runtime/choice.py measures it faster
+        within the quality bar (cached per machine); the verdict goes into describe()."""
+        weights = choice.torch_candidate(model, self.card, ort_backend.device, precision)
+        if weights is None:
+            return "onnx"
+        key = choice.cache_key(model, weights, threads)
+        verdict = choice.cached_verdict(key)
+        cached = verdict is not None
+        torch_backend = TorchBackend(weights, "cpu", threads, precision) if not cached or verdict.backend == "torch" else None
+        if verdict is None:
+            verdict = choice.measure(ort_backend.run, torch_backend.run, choice.probe_image(self.card.input_channels))
+            choice.save_verdict(key, verdict)
+        self.backend_choice = verdict.describe(cached)
+        if verdict.backend == "torch":
+            self._backend = torch_backend
+        return verdict.backend
+
     @property
     def device(self) -> str:
         """cpu | cuda: where the network runs."""
@@ -127,7 +150,8 @@ class Translator:
         Runtime 1.31.1 on CPU (CPUExecutionProvider), 2 threads, tiles of 1024 px"."""
         tiles = f"tiles of {self.tile} px" if self.tile else "no tiling"
         batches = f", batches of {self.batch_size}" if self.batch_size > 1 else ""
-        return f"{self._backend.describe()}, {tiles}{batches}"
+        chosen = f" ({self.backend_choice})" if self.backend_choice else ""
+        return f"{self._backend.describe()}{chosen}, {tiles}{batches}"
 
     def run_batch(self, batch: np.ndarray) -> np.ndarray:
         """The raw network on NCHW float32 in [-1, 1]; H, W valid for the network."""
