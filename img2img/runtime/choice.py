@@ -5,8 +5,8 @@ A CPU with native bf16 (AMX or AVX512-BF16) gives PyTorch's oneDNN bf16 kernels 
 multiply-adds per instruction of fp32. Whether that beats ONNX Runtime depends on the network
 and the CPU (docs/inference.md: the ResNet-9 1.73x faster on a Zen 4 EPYC, the U-Net slower than
 ONNX Runtime), so it is measured, once per machine. The candidate exists when the generator's
-G_<direction>.safetensors lies beside the .onnx with the same generator and config (the shipped
-models). Both backends translate a PROBE_SIDE² probe image, interleaved; PyTorch is taken when
+G_<direction>.safetensors lies beside the .onnx with the same generator and direction (the
+shipped models). Both backends translate a PROBE_SIDE² probe image, interleaved; PyTorch is taken when
 it is at least MIN_SPEEDUP faster and its output is at least MIN_PSNR dB from ONNX Runtime's.
 The verdict is cached in $IMG2IMG_CACHE (default ~/.cache/img2img)/backend_choice.json, keyed
 by both files' size and mtime, the CPU, the threads and the library versions, so later runs
@@ -25,12 +25,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from img2img import __version__
 from img2img.card import ModelCard, read_generator_metadata
 from img2img.devices import cpu_model, native_bf16
-from img2img.io import atomic_write, from_unit
+from img2img.io import atomic_write, from_unit, to_unit
 from img2img.rundir import generator_file
+from img2img.runtime.pixels import prepare
 
 CACHE_ENV = "IMG2IMG_CACHE"
 CACHE_FILE = "backend_choice.json"
@@ -75,8 +77,9 @@ def torch_candidate(onnx_path: Path, card: ModelCard, device: str, precision: st
 
 
 def probe_image(channels: int, side: int = PROBE_SIDE) -> np.ndarray:
-    """A fixed photo-like input (NCHW float32 in [-1, 1]): smooth colour gradients, hard-edged
-    shapes and fine texture, so every layer sees varied activations."""
+    """A fixed photo-like input (NCHW float32 in [-1, 1]), converted to the model's channels as
+    the runtime converts any image: smooth colour gradients, hard-edged shapes and fine texture,
+    so every layer sees varied activations."""
     rng = np.random.default_rng(0)
     y, x = np.mgrid[0:side, 0:side] / side
     base = [0.5 + 0.35 * np.sin(2 * np.pi * (fx * x + fy * y) + ph) for fx, fy, ph in rng.uniform(0.3, 2.0, (3, 3))]
@@ -84,10 +87,8 @@ def probe_image(channels: int, side: int = PROBE_SIDE) -> np.ndarray:
     img[:, (x - 0.35) ** 2 + (y - 0.4) ** 2 < 0.04] *= 0.4                   # a dark disc
     img[:, (abs(x - 0.7) < 0.15) & (abs(y - 0.7) < 0.12)] = [[0.9], [0.8], [0.3]]  # a light square
     img += rng.normal(0, 0.04, img.shape)                                     # texture
-    img = np.clip(img, 0, 1)
-    if channels == 1:
-        img = (0.299 * img[0] + 0.587 * img[1] + 0.114 * img[2])[None]
-    return (img[None] * 2 - 1).astype(np.float32)
+    rgb = Image.fromarray((np.clip(img, 0, 1).transpose(1, 2, 0) * 255).round().astype(np.uint8))
+    return to_unit(prepare(rgb, channels))[None]
 
 
 def measure(onnx_run, torch_run, probe: np.ndarray) -> Verdict:  # noqa: ANN001 - Backend.run callables
@@ -109,17 +110,16 @@ def measure(onnx_run, torch_run, probe: np.ndarray) -> Verdict:  # noqa: ANN001 
 
 def cache_key(onnx_path: Path, weights: Path, threads: int | None) -> str:
     files = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in (onnx_path, weights)]
-    versions = [importlib.metadata.version(d) for d in ("onnxruntime", "onnxruntime-gpu", "torch") if _installed(d)]
+    versions = [_version(d) for d in ("onnxruntime", "onnxruntime-gpu", "torch")]
     key = [files, cpu_model(), native_bf16(), threads, os.cpu_count(), versions, __version__]
     return hashlib.sha256(json.dumps(key).encode()).hexdigest()
 
 
-def _installed(dist: str) -> bool:
+def _version(dist: str) -> str | None:
     try:
-        importlib.metadata.version(dist)
-        return True
+        return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
-        return False
+        return None
 
 
 def cached_verdict(key: str) -> Verdict | None:
@@ -134,8 +134,9 @@ def save_verdict(key: str, verdict: Verdict) -> None:
     path = cache_path()
     try:
         entries = json.loads(path.read_text())
-        assert isinstance(entries, dict)
     except Exception:  # noqa: BLE001 - none yet or damaged: start afresh
+        entries = {}
+    if not isinstance(entries, dict):
         entries = {}
     entries.pop(key, None)
     entries[key] = asdict(verdict)
