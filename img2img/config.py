@@ -45,6 +45,9 @@ class DataConfig(_Section):
     cache_dir: str | None = None        # sketch cache; default <data root>/.img2img-cache
     color_jitter: float = Field(0.0, ge=0.0, le=1.0)  # s: brightness/contrast/saturation x[1-s, 1+s], hue +-s/4
     strict: bool = False                # fail on the first unreadable image instead of skipping it
+    # colorization / sketch: sample photos with weights that move their mean colour onto
+    # ImageNet's (few photos lean to one palette, which the model learns as its prior; data/balance.py)
+    balance_colour: bool = False
 
 
 class ModelConfig(_Section):
@@ -142,6 +145,8 @@ class RunConfig(_Section):
             raise ValueError(f"data.crop_size={d.crop_size} must be {hint}: the {m.generator} generator's total stride is {stride}")
         if d.kind in ("colorization", "sketch") and self.model.input_nc != 1:
             raise ValueError(f"data.kind={d.kind} gives 1-channel inputs; set model.input_nc=1")
+        if d.balance_colour and d.kind not in ("colorization", "sketch"):
+            raise ValueError("data.balance_colour weights the photos of data.kind=colorization or sketch")
         if self.method == "cyclegan" and d.kind != "unpaired":
             raise ValueError("method cyclegan trains on unpaired data; set data.kind=unpaired")
         if self.method == "cyclegan" and self.model.input_nc != self.model.output_nc:

@@ -328,7 +328,7 @@ def train(cfg: RunConfig, data_root: Path, run_dir: Path, device: torch.device, 
 
     dataset = build_dataset(cfg.data, data_root, seed=seed, log=log)
     bs = cfg.data.batch_size
-    sampler = ResumableSampler(dataset, bs, seed, ddp.rank, ddp.world_size, start_step=start)
+    sampler = ResumableSampler(dataset, bs, seed, ddp.rank, ddp.world_size, start_step=start, weights=dataset.sample_weights)
     workers = cfg.data.num_workers
     loader = DataLoader(
         dataset, batch_size=bs, sampler=sampler, num_workers=workers, pin_memory=device.type == "cuda",

@@ -81,6 +81,7 @@ VARIANTS = {
     "bn_per_image": ["model.norm_g=batch", "train.bn_recalibration_images=0"],
     "fm": ["loss.lambda_fm=10"],
     "perceptual": ["loss.lambda_perceptual=1"],
+    "perceptual_balance": ["loss.lambda_perceptual=1", "data.balance_colour=true"],
     "chroma": ["loss.l1_space=chroma"],
     "multiscale": ["model.num_scales_d=2"],
     "fp32": ["train.amp=off"],
@@ -92,13 +93,15 @@ VARIANTS = {
     "vgg_chroma_fm": ["model.generator=vgg_unet", "loss.l1_space=chroma", "loss.lambda_fm=10"],
     "vgg_chroma_fm_rebalance": ["model.generator=vgg_unet", "loss.l1_space=chroma", "loss.lambda_fm=10",
                                 "loss.chroma_rebalance=true"],
+    "vgg_chroma_fm_balance": ["model.generator=vgg_unet", "loss.l1_space=chroma", "loss.lambda_fm=10", "data.balance_colour=true"],
     "local_crops": ["data.min_crop_scale=0.02", "data.max_crop_scale=0.25"],
     "standard": ["loss.gan=vanilla"],
     "no_sn": ["model.spectral_norm=false"],
     "transposed": [],
 }
 ONLY = {"chroma": ("colorization",), "chroma_fm": ("colorization",), "chroma_l1_30": ("colorization",),
-        "vgg_chroma_fm": ("colorization",), "vgg_chroma_fm_rebalance": ("colorization",)}  # variants that make sense for some tasks only
+        "vgg_chroma_fm": ("colorization",), "vgg_chroma_fm_rebalance": ("colorization",),
+        "vgg_chroma_fm_balance": ("colorization",)}  # variants that make sense for some tasks only
 TRAINED_AS = {"bn_per_image": "bn_stale"}  # variants that differ only at inference share a training run
 DEFAULT_VARIANTS = "reference,bn_recal,bn_stale,bn_per_image,fm,perceptual,chroma,multiscale,fp32"
 

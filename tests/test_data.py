@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 from conftest import needs_hed, photo
 from img2img import Img2ImgError
 from img2img.config import load_config
+from img2img.data.balance import IMAGENET_CHROMA, photo_chroma, tilt_weights
 from img2img.data.datasets import ResumableSampler, build_dataset
 from img2img.data.derived import Canny, XDoG, canny, luminance, xdog
 from img2img.data.images import ImageReadError, load_image
@@ -322,6 +323,58 @@ def test_sampler_resumes_mid_epoch_and_shards_for_ddp(data_root, log):
     assert not set(r0) & set(r1)
     with pytest.raises(Img2ImgError, match="cannot fill one batch"):
         ResumableSampler(ds, 8, seed=0)
+
+
+def test_tilt_weights_reach_the_target_or_say_they_cannot():
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(40, 2)) * [5.0, 3.0]
+    w = tilt_weights(values, values.mean(0))
+    np.testing.assert_allclose(w, 1 / 40, atol=1e-9)  # already there: uniform
+    target = np.array([2.0, -1.5])
+    w = tilt_weights(values, target)
+    np.testing.assert_allclose(w @ values, target, atol=1e-5)
+    assert w.min() > 0 and abs(w.sum() - 1) < 1e-12
+    with pytest.raises(Img2ImgError, match="cannot average to"):
+        tilt_weights(values, values.max(0) + 1)  # outside every photo: unreachable
+
+
+def test_colour_balance_moves_real_photos_onto_imagenets_mean(data_root, log, tmp_path, caplog):
+    # The five test photos are all warmer than ImageNet's mean: unreachable, said, and drawn uniformly.
+    with caplog.at_level("INFO"):
+        ds = build_dataset(cfg_for("colorization", "data.balance_colour=true"), data_root / "photos", seed=0, log=log)
+    assert ds.sample_weights is None and "colour balance skipped" in caplog.text and "cannot average to" in caplog.text
+    # With the coffee photo's red and green channels swapped (a green cup) it is reachable.
+    for name in ("astronaut", "rocket", "coffee", "chelsea"):
+        photo(name, 48).save(tmp_path / f"{name}.png")
+    Image.fromarray(np.asarray(photo("coffee", 48))[:, :, [1, 0, 2]]).save(tmp_path / "green_coffee.png")
+    ds = build_dataset(cfg_for("colorization", "data.balance_colour=true"), tmp_path, seed=0, log=log)
+    w = dict(zip((p.stem for p in ds.photos), ds.sample_weights))
+    assert abs(np.mean(list(w.values())) - 1) < 1e-9
+    mean = sum(w[p.stem] * photo_chroma(p) for p in ds.photos) / len(w)
+    np.testing.assert_allclose(mean, IMAGENET_CHROMA, atol=1e-3)
+    assert w["rocket"] > 1 > w["coffee"]  # here the target is cooler than most: the blue sky counts more
+    assert build_dataset(cfg_for("colorization"), tmp_path, seed=0, log=log).sample_weights is None
+    with pytest.raises(Img2ImgError, match="balance_colour"):
+        cfg_for("pix2pix", "data.balance_colour=true")
+
+
+def test_weighted_sampler_follows_the_weights_resumes_and_shards(data_root, log):
+    ds = build_dataset(cfg_for("pix2pix"), data_root / "paired", seed=0, log=log)
+    weights = np.array([4.0, 1.0, 0.0, 1.0, 1.0])
+
+    def take(n, **kw):
+        it = iter(ResumableSampler(ds, 2, seed=3, weights=weights, **kw))
+        return [next(it) for _ in range(n)]
+
+    keys = take(2000)
+    counts = np.bincount([k % 5 for k in keys], minlength=5)
+    assert counts[2] == 0  # weight 0: never drawn
+    np.testing.assert_allclose(counts / counts.sum(), weights / weights.sum(), atol=0.04)
+    assert len(set(keys)) == len(keys)  # a photo drawn twice still gets its own crop
+    assert take(4, start_step=3) == keys[6:10]  # exact resume
+    r0 = take(6, world_size=2, rank=0)
+    r1 = take(6, world_size=2, rank=1)
+    assert not set(r0) & set(r1)
 
 
 

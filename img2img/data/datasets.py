@@ -18,6 +18,7 @@ from torch.utils.data import Dataset, DistributedSampler, Sampler
 
 from img2img import Img2ImgError
 from img2img.config import DataConfig
+from img2img.data.balance import balance_colour
 from img2img.data.derived import SketchCache, Sketcher, file_digest, luminance, make_sketcher
 from img2img.data.images import ImageReadError, list_images, load_image
 from img2img.io import split_ab
@@ -71,6 +72,8 @@ class _Augmented(Dataset):
         # Paths already reported as unreadable. Each DataLoader worker holds its own copy, so a
         # bad file is reported at most once per worker, not once per epoch.
         self.reported: set[str] = set()
+        # Per-image sampling weights for ResumableSampler (None: uniform).
+        self.sample_weights: np.ndarray | None = None
 
     def _rng(self, key: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, key])
@@ -163,6 +166,9 @@ class DerivedPairDataset(_Augmented):
         cached = sketcher is not None and cache_root is not None and not self.draw_after_crop
         self.cache = SketchCache(cache_root, sketcher, size, log) if cached else None
         self.sketcher = sketcher
+        if cfg.balance_colour:
+            self.sample_weights, summary = balance_colour(photos)
+            log.info("%s", summary)
 
     def __len__(self) -> int:
         return len(self.photos)
@@ -273,12 +279,20 @@ class ResumableSampler(Sampler[int]):
     Under DDP it shards each epoch with torch's DistributedSampler (seed + epoch), so ranks see
     disjoint images. Each epoch yields whole batches only, so batches never straddle epochs and
     a resumed run can skip exactly `start_step` batches.
+
+    With weights (one per image), each epoch instead draws its images with replacement in
+    proportion to them (seeded by seed + epoch) and deals the draws out to the ranks. A photo
+    drawn twice must still get two different crops, so the key also carries the draw's place:
+    k = (epoch * draws + place) * len(dataset) + index (the dataset reads k mod its length).
     """
 
-    def __init__(self, dataset: Dataset, batch_size: int, seed: int, rank: int = 0, world_size: int = 1, start_step: int = 0):
+    def __init__(self, dataset: Dataset, batch_size: int, seed: int, rank: int = 0, world_size: int = 1,
+                 start_step: int = 0, weights: np.ndarray | None = None):
         self.n = len(dataset)
         self.batch_size = batch_size
         self.start_step = start_step
+        self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
         self.inner = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True)
         self.steps_per_epoch = len(self.inner) // batch_size
         if self.steps_per_epoch == 0:
@@ -287,12 +301,18 @@ class ResumableSampler(Sampler[int]):
                 "lower data.batch_size or add images"
             )
 
+    def _epoch_keys(self, epoch: int) -> list[int]:
+        if self.weights is None:
+            self.inner.set_epoch(epoch)
+            return [epoch * self.n + i for i in self.inner]
+        draws = len(self.inner) * self.world_size
+        g = torch.Generator().manual_seed(self.seed + epoch)
+        picks = torch.multinomial(self.weights, draws, replacement=True, generator=g).tolist()
+        return [(epoch * draws + place) * self.n + picks[place] for place in range(self.rank, draws, self.world_size)]
+
     def __iter__(self) -> Iterator[int]:
         epoch, skip = divmod(self.start_step, self.steps_per_epoch)
         while True:
-            self.inner.set_epoch(epoch)
-            keys = list(self.inner)[: self.steps_per_epoch * self.batch_size]
-            for i in keys[skip * self.batch_size :]:
-                yield epoch * self.n + i
+            keys = self._epoch_keys(epoch)[: self.steps_per_epoch * self.batch_size]
+            yield from keys[skip * self.batch_size :]
             epoch, skip = epoch + 1, 0
-
