@@ -14,6 +14,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from img2img.metrics import CBCR  # BT.601 chroma rows, one home
+
 Tensor = torch.Tensor
 
 
@@ -146,9 +148,7 @@ def identity_loss(same: Tensor, original: Tensor) -> Tensor:
     return (same - original).abs().mean()
 
 
-# BT.601 chroma rows: Cb = (B - Y) / 1.772, Cr = (R - Y) / 1.402 with Y = 0.299 R + 0.587 G + 0.114 B.
-# Linear in RGB, so the offset of the [-1, 1] scaling cancels in differences.
-_CBCR = ((-0.168736, -0.331264, 0.5), (0.5, -0.418688, -0.081312))
+# Chroma (metrics.CBCR, BT.601) is linear in RGB, so the offset of the [-1, 1] scaling cancels in differences.
 
 
 def chroma_l1_loss(output: Tensor, target: Tensor) -> Tensor:
@@ -170,7 +170,7 @@ REBALANCE_SIGMA = 0.5   # Gaussian smoothing of p, in bins (the paper's 5 ab uni
 
 def chroma(x: Tensor) -> Tensor:
     """(N, 3, H, W) RGB -> (N, 2, H, W) BT.601 Cb, Cr (in [-1, 1] for RGB in [-1, 1])."""
-    return torch.einsum("kc,nchw->nkhw", torch.tensor(_CBCR, dtype=x.dtype, device=x.device), x)
+    return torch.einsum("kc,nchw->nkhw", torch.as_tensor(CBCR, dtype=x.dtype, device=x.device), x)
 
 
 def chroma_bins(x: Tensor) -> Tensor:
