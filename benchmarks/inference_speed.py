@@ -41,12 +41,16 @@ from img2img.export import export_onnx, rewrite_upsampling  # noqa: E402
 from img2img.runtime.backends import TorchBackend  # noqa: E402
 from train_vs_classic import classic_resnet, classic_unet  # noqa: E402  (the papers' nets, one home)
 
-# The defaults: CycleGAN's ResNet-9 (instance norm) and pix2pix's U-Net-256 (batch norm, dropout).
+# name: (preset, overrides). The defaults: CycleGAN's ResNet-9 (instance norm) and pix2pix's
+# U-Net-256 (batch norm, dropout); resnet-cpu is the cyclegan-cpu preset's generator (ResNet-6,
+# ngf 32: what a CPU user trains), still measured against the paper's ResNet-9.
 ARCHS = {
-    "resnet": ["model.generator=resnet", "model.ngf=64", "model.n_blocks=9", "model.norm_g=instance"],
-    "unet": ["model.generator=unet", "model.ngf=64", "model.num_downs=8", "model.norm_g=batch", "model.dropout=0.5"],
+    "resnet": (None, ["model.generator=resnet", "model.ngf=64", "model.n_blocks=9", "model.norm_g=instance"]),
+    "unet": (None, ["model.generator=unet", "model.ngf=64", "model.num_downs=8", "model.norm_g=batch", "model.dropout=0.5"]),
+    "resnet-cpu": ("cyclegan-cpu", []),
 }
-CLASSIC = {"resnet": lambda: classic_resnet(3, 64, 9), "unet": lambda: classic_unet(3, 3, 8, 64)}
+CLASSIC = {"resnet": lambda: classic_resnet(3, 64, 9), "unet": lambda: classic_unet(3, 3, 8, 64),
+           "resnet-cpu": lambda: classic_resnet(3, 64, 9)}
 VARIANTS = ("classic", "eager", "compile", "ort", "ort-int8", "ort-int8-rr", "ort-int8-u8", "torch-bf16")
 DEFAULT_VARIANTS = ("classic", "eager", "ort", "ort-int8", "torch-bf16")
 DESCRIPTION = {
@@ -161,7 +165,7 @@ def variant_fns(arch: str, variants: list[str], work: Path, threads: int) -> tup
     """({variant: callable B x 3 x H x W float32 -> same}, {variant: FLOPs per pixel}, notes) for one
     generator: random weights (seed 0), ours in eval mode as the runtime uses it."""
     torch.manual_seed(0)
-    cfg = load_config(None, ARCHS[arch])
+    cfg = load_config(*ARCHS[arch])
     save_generator(work / arch / "G_AtoB.safetensors", cfg.model.generator_spec().build(), cfg, "AtoB")
     net = load_generator(work / arch / "G_AtoB.safetensors")
     classic = CLASSIC[arch]().eval()
@@ -238,7 +242,7 @@ def memory_check(work: Path, tile: int) -> dict:
     """Translate a 4096 x 4096 photo with the default ResNet through the ONNX runtime (default
     tiling) in a fresh process; report its peak RSS and time."""
     torch.manual_seed(0)
-    cfg = load_config(None, ARCHS["resnet"])
+    cfg = load_config(*ARCHS["resnet"])
     run = work / "resnet-mem"
     save_generator(run / "G_AtoB.safetensors", cfg.model.generator_spec().build(), cfg, "AtoB")
     path = export_onnx(run, work / "resnet-mem.onnx").path
@@ -265,7 +269,7 @@ def memory_check(work: Path, tile: int) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--archs", default="resnet,unet", help="comma-separated: resnet, unet")
+    p.add_argument("--archs", default="resnet,unet", help=f"comma-separated: {', '.join(ARCHS)}")
     p.add_argument("--sizes", default="256,1024", help="comma-separated square sizes")
     p.add_argument("--batches", default="1", help="comma-separated batch sizes")
     p.add_argument("--variants", default=",".join(DEFAULT_VARIANTS), help=f"comma-separated: {', '.join(VARIANTS)}")

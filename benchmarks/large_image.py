@@ -1,6 +1,8 @@
-"""Time and peak memory of `img2img translate` on one large image (issue 13, item 7): a real photo
-(scikit-image's astronaut) upscaled to SIZE x SIZE and saved as PNG, translated by the CLI in a
-child process through an exported ResNet with the default tiling.
+"""Time and peak memory of `img2img translate` on one large image (issue 13, item 7; issue 15,
+item 2): a real photo (scikit-image's astronaut) upscaled to SIZE (N or WxH) and saved as PNG,
+translated by the CLI in a child process through an exported ResNet with the default tiling, on
+the backend asked for (auto: ONNX Runtime fp32 or PyTorch bf16, whichever the runtime measures
+faster on this machine; that probe is part of the time).
 
 Peak RSS is the child's wait4 ru_maxrss. A child's maxrss starts from its parent's at fork and
 survives exec, so the model and the photo are made by another child (--prepare) and this
@@ -8,6 +10,7 @@ process stays small.
 
     .venv/bin/python benchmarks/large_image.py --size 9400                     # default ResNet (ngf 64, 9 blocks): long on 2 cores
     .venv/bin/python benchmarks/large_image.py --size 9400 --ngf 8 --blocks 1  # a tiny network: the memory of everything but the network
+    .venv/bin/python benchmarks/large_image.py --size 6000x4000 --ngf 32 --blocks 6 --backend torch  # cyclegan-cpu's generator
 
 The generator is randomly initialised (speed and memory do not depend on the weights)."""
 
@@ -35,22 +38,28 @@ def export_resnet(folder: Path, ngf: int, blocks: int) -> Path:
     cfg = load_config("cyclegan", [f"model.ngf={ngf}", f"model.n_blocks={blocks}"])
     torch.manual_seed(0)
     save_generator(folder / "run" / "G_AtoB.safetensors", cfg.model.generator_spec().build(), cfg, "AtoB")
-    return export_onnx(folder / "run", folder / "g.onnx").path
+    return export_onnx(folder / "run", folder / "run" / "g.onnx").path  # beside its safetensors: backend auto can choose
 
 
-def write_photo(path: Path, size: int) -> None:
+def parse_size(text: str) -> tuple[int, int]:
+    w, _, h = text.partition("x")
+    return int(w), int(h or w)
+
+
+def write_photo(path: Path, size: tuple[int, int]) -> None:
     from PIL import Image
     from skimage import data
 
-    Image.fromarray(data.astronaut()).resize((size, size), Image.Resampling.BICUBIC).save(path, compress_level=1)
+    Image.fromarray(data.astronaut()).resize(size, Image.Resampling.BICUBIC).save(path, compress_level=1)
 
 
-def run_cli(args: list[str], threads: int | None) -> dict:
+def run_cli(args: list[str], threads: int | None, cache: Path) -> dict:
     cmd = [sys.executable, "-m", "img2img", "translate", *args, "--no-progress"]
     if threads:
         cmd += ["--threads", str(threads)]
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = {**os.environ, "IMG2IMG_CACHE": str(cache)}  # a fresh backend choice, measured here
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - start
     out, err = proc.stdout.read(), proc.stderr.read()
@@ -61,11 +70,12 @@ def run_cli(args: list[str], threads: int | None) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", type=int, default=9400)
+    parser.add_argument("--size", type=parse_size, default=(9400, 9400), help="N (square) or WxH")
     parser.add_argument("--ngf", type=int, default=64)
     parser.add_argument("--blocks", type=int, default=9)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--tile", type=int, default=1024)
+    parser.add_argument("--backend", choices=("auto", "onnx", "torch"), default="onnx")
     parser.add_argument("--prepare", type=Path, default=None, help=argparse.SUPPRESS)  # the child's job
     a = parser.parse_args()
     if a.prepare is not None:
@@ -77,14 +87,17 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        prepare = [sys.executable, __file__, "--prepare", tmp, "--size", str(a.size), "--ngf", str(a.ngf), "--blocks", str(a.blocks)]
+        size = "x".join(map(str, a.size))
+        prepare = [sys.executable, __file__, "--prepare", tmp, "--size", size, "--ngf", str(a.ngf), "--blocks", str(a.blocks)]
         subprocess.run(prepare, check=True)
-        args = ["-m", str(folder / "g.onnx"), "-i", str(folder / "big.png"), "-o", str(folder / "out"), "--tile", str(a.tile)]
-        result = run_cli(args, a.threads)
+        model = folder / "run" if a.backend == "torch" else folder / "run" / "g.onnx"
+        args = ["-m", str(model), "-i", str(folder / "big.png"), "-o", str(folder / "out"), "--tile", str(a.tile), "--backend", a.backend]
+        result = run_cli(args, a.threads, folder / "cache")
         cpu = (folder / "cpu.txt").read_text()
     print(f"CPU: {cpu}; threads: {a.threads or 'the runtime default'}\n")
-    print("| image | generator | tile | seconds | peak RSS (MB) |\n|---|---|---|---|---|")
-    print(f"| {a.size}x{a.size} PNG | ResNet ngf {a.ngf}, {a.blocks} blocks | {a.tile} | {result['seconds']} | {result['peak_rss_mb']} |")
+    print(result["stderr"] + "\n")  # the start-up line: the backend that ran
+    print("| image | generator | backend | tile | seconds | peak RSS (MB) |\n|---|---|---|---|---|---|")
+    print(f"| {size} PNG | ResNet ngf {a.ngf}, {a.blocks} blocks | {a.backend} | {a.tile} | {result['seconds']} | {result['peak_rss_mb']} |")
 
 
 if __name__ == "__main__":

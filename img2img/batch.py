@@ -26,6 +26,7 @@ from img2img import Img2ImgError
 from img2img.data.images import ImageReadError, load_image
 from img2img.io import atomic_write
 from img2img.runtime import Translator, prepare, to_pil
+from img2img.runtime.memory import release_free_memory
 
 OUTPUT_FORMATS = {"png": ("PNG", ".png"), "jpg": ("JPEG", ".jpg")}  # --format -> (Pillow format, suffix)
 GLOB_CHARS = set("*?[")
@@ -317,6 +318,7 @@ def translate_files(
             if ready:
                 outs = translator.translate_arrays(arrays, progress=lambda done, total: move_to(start + len(ready) * done / total))
                 arrays.clear()  # inputs are not held while outputs are encoded, nor outputs once in PIL
+                release_free_memory()  # the network's buffers, freed: back to the OS before the next image
                 for src, dst, px in ready:
                     saving.append((src, dst, px, pool.submit(save_image, to_pil(outs.pop(0)), dst, fmt)))
 

@@ -280,9 +280,7 @@ def translate(
     from img2img.batch import check_format, collect_inputs, translate_files
     from img2img.runtime import DEFAULT_TILE, Translator
     from img2img.video import TEMPORAL_MODES, VIDEO_TILE, is_video
-    from img2img.runtime.memory import return_large_blocks
-
-    return_large_blocks()  # large images one after another: memory goes back to the OS between them
+    from img2img.runtime.memory import tune_for_large_images
 
     # What the inputs hold is checked before the model loads; outputs that would replace inputs
     # and an output folder that cannot be written, before anything is translated.
@@ -303,6 +301,7 @@ def translate(
 
     image_tile, video_tile = (DEFAULT_TILE, VIDEO_TILE) if tile is None else (tile, tile)
     translator = load(image_tile, False) if images else load(video_tile, True)
+    tune_for_large_images(translator.backend)  # large images one after another: fast, memory freed between them
     typer.echo(f"img2img: {translator.describe()}", err=True)
     video_translator = translator
     if images and videos:

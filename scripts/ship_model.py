@@ -290,7 +290,9 @@ def limits_text(task: str) -> str:
                         "Its colour prior is that of its photos (few warm indoor scenes). Retrain on your photos for better colours.",
         "sketch2photo": "HED contour drawings of photos, not free-hand sketches: drawings in the UI work best with dark, "
                         "connected outlines on white. Trained on 139 photos at 128 px; it fills regions with plausible "
-                        "textures and colours, not a photo a viewer would mistake for real.",
+                        "textures and colours, not a photo a viewer would mistake for real. Buildings and streets, the "
+                        "largest part of its photos, come out best (walls, rows of windows, bushes, sky); animals, fruit "
+                        "and faces get muted, often grey-green or blue-grey colours.",
         "style": "One painting seen as crops: the model transfers its palette and brush texture, not its composition. "
                  "The BtoA generator (painting -> photo) is shipped too but was trained on a single painting.",
     }[task]

@@ -93,7 +93,8 @@ TABS = (
             "img2img export checkpoints/colorization -o {models}/colorization.onnx"),
     TabSpec("sketch", "Sketch to photo", ("sketch2photo",), "sketch_to_photo",
             "**A line drawing in, a photo-like picture out.** Upload a sketch (dark lines on white), or open "
-            "*Draw* and draw one.",
+            "*Draw* and draw one. The shipped model does best on buildings and streets, most of its training "
+            "photos; other subjects get plausible textures in muted colours.",
             "Sketch", "sketch",
             "img2img train --config sketch2photo --data path/to/photos   # any folder of photos; sketches are derived\n"
             "img2img export checkpoints/sketch2photo -o {models}/sketch2photo.onnx",

@@ -9,7 +9,7 @@ by the backend that needs them, so the ONNX Runtime path never loads torch.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import numpy as np
 
@@ -228,24 +228,23 @@ class TorchBackend:
         return stats
 
     def run_fixed(self, batch: np.ndarray, stats: list[LayerStats]) -> np.ndarray:
+        """Every InstanceNorm2d normalizes by its fixed (mean, var) for this call: its forward is
+        replaced by batch norm in eval mode with those statistics, (x - mean) / sqrt(var + eps)
+        * weight + bias, one fused pass (a forward hook would run the layer's own normalization
+        first and then redo it: 1.7x the time of a tile at ngf 16 in bf16)."""
         import torch
+        from torch.nn import functional as F
 
-        def make_hook(mean: np.ndarray, var: np.ndarray, eps: float):  # noqa: ANN202
-            # (x - mean) / sqrt(var + eps) = x * a + b with a = 1 / sqrt(var + eps), b = -mean * a.
-            a = torch.from_numpy(1 / np.sqrt(var + eps)).float().to(self.device)[None, :, None, None]
-            b = -torch.from_numpy(mean).float().to(self.device)[None, :, None, None] * a
+        def fixed(m: Any, mean: np.ndarray, var: np.ndarray, eps: float) -> Callable[["torch.Tensor"], "torch.Tensor"]:
+            mean_t = torch.from_numpy(mean).float().to(self.device)
+            var_t = torch.from_numpy(var).float().to(self.device)
+            weight, bias = (m.weight, m.bias) if m.affine else (None, None)
+            return lambda x: F.batch_norm(x, mean_t, var_t, weight, bias, False, 0.0, eps)
 
-            def hook(module: Any, args: tuple["torch.Tensor", ...], output: "torch.Tensor") -> "torch.Tensor":
-                y = args[0] * a + b  # replaces the module's output
-                if module.affine:
-                    y = y * module.weight[None, :, None, None] + module.bias[None, :, None, None]
-                return y
-
-            return hook
-
-        handles = [m.register_forward_hook(make_hook(*s)) for m, s in zip(self._norms, stats)]
         try:
+            for m, s in zip(self._norms, stats):
+                m.forward = fixed(m, *s)  # an instance attribute: nn.Module.__call__ finds it first
             return self._forward(batch).numpy()
         finally:
-            for h in handles:
-                h.remove()
+            for m in self._norms:
+                m.__dict__.pop("forward", None)  # the class's forward again
