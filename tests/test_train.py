@@ -299,7 +299,11 @@ def test_train_serve_exports_and_serves_the_trained_model(tmp_path, data_root):
         assert (run / "mine.onnx").is_file() and any("wrote " in line and "mine.onnx" in line for line in seen)
         grey = tmp_path / "grey.png"
         photo("coffee", 48).convert("L").save(grey)
-        out = Image.open(Client(f"http://127.0.0.1:{port}/", verbose=False).predict(handle_file(str(grey)), api_name="/colorize"))
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        try:
+            out = Image.open(client.predict(handle_file(str(grey)), api_name="/colorize"))
+        finally:
+            client.close()  # its heartbeat stream would hold up the server's graceful shutdown below
         assert out.mode == "RGB" and out.size == (48, 48)
     finally:
         proc.send_signal(signal.SIGINT)
