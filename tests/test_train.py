@@ -304,7 +304,7 @@ def test_train_serve_exports_and_serves_the_trained_model(tmp_path, data_root):
         try:
             out = Image.open(client.predict(handle_file(str(grey)), api_name="/colorize"))
         finally:
-            client.close()  # its heartbeat stream would hold up the server's graceful shutdown below
+            client.close()  # its heartbeat stream stays open otherwise
         assert out.mode == "RGB" and out.size == (48, 48)
     finally:
         proc.send_signal(signal.SIGINT)

@@ -5,7 +5,7 @@ handling any image needs. Batch file translation is img2img.batch.
   onnx_graphs.py  graph rewrites for tiles that share instance-norm statistics
   tiling.py       pad amounts, tile origins, blend weights
   pixels.py       prepare (PIL -> the model's channels), to_pil, restore_luminance
-  memory.py       tune_for_large_images, release_free_memory: allocator settings for large images (fast, flat peak)
+  memory.py       tune_for_large_images, release_free_memory: allocator settings for large images, by backend
   translator.py   Translator
 """
 

@@ -1,5 +1,7 @@
 """Process memory for large images: allocator settings made by the entry points that translate
-them (`img2img translate`; a server can call them too), never implicitly by a library.
+them (`img2img translate`; a server can call them too), never implicitly by a library. Only
+release_free_memory, which changes no setting and just returns free pages, is called by
+batch.translate_files between images.
 
 glibc serves blocks below a *dynamic* mmap threshold (raised up to 32 MB each time a mapped block
 is freed) from its heaps, one per thread, and maps larger ones. Neither suits large images, and
