@@ -312,9 +312,9 @@ def test_train_serve_exports_and_serves_the_trained_model(tmp_path, data_root):
         try:
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
-            # Seen in full-suite runs only (3 of 3 on 2026-12-03; never alone, nor with test_cli and
-            # test_train): the server outlives SIGINT. That is not this test's claim (serving the
-            # trained model): stop it, with its threads' stacks in the warning to find where it waits.
+            # Seen in 3 full-suite runs (2026-12-03, never alone) while serve stopped through Gradio's
+            # block_thread(); not since serve closes the app itself. Not this test's claim (serving
+            # the trained model): stop it, with its threads' stacks in the warning, to find the wait.
             proc.send_signal(signal.SIGABRT)
             try:
                 proc.wait(timeout=30)
