@@ -376,7 +376,6 @@ def gcompris_photos(deb: Path | None, cache: Path) -> list[Photo]:
     return photos
 
 
-
 def palapeli_photos(cache: Path) -> list[Photo]:
     """The public-domain photos of Palapeli's puzzle collection. Each photo's licence and author
     are in its .desktop file (X-KDE-PluginInfo-License / -Author), read here; the others are
@@ -395,6 +394,7 @@ def palapeli_photos(cache: Path) -> list[Photo]:
             photos.append(Photo(f"palapeli-{stem}", decode(f"{stem}.jpg", data), package,
                                 "public domain (the photo's .desktop file in the package)", author))
     return photos
+
 
 def fingerprint(img: Image.Image) -> np.ndarray:
     """Zero-mean unit vector of a 24x24 grey thumbnail (aspect ignored): copies of a photo, rescaled
