@@ -109,6 +109,11 @@ class TrainConfig(_Section):
     max_steps: int | None = Field(None, ge=1)  # stop here (the LR schedule still follows the epochs / steps)
     seed: int = 0
     pool_size: int = Field(50, ge=0)      # cyclegan image pool (Shrivastava et al. 2017)
+    # Save an exponential moving average of the generators' weights instead of the last ones:
+    # w_avg <- d * w_avg + (1 - d) * w after every G step (Yazici et al. 2019, "The unusual
+    # effectiveness of averaging in GAN training"): it averages out the oscillation of the GAN
+    # game over about 1 / (1 - d) steps. 0 = off.
+    ema_decay: float = Field(0.0, ge=0, lt=1)
     # Mixed precision. CUDA: auto = bf16 where supported, else fp16. CPU: auto = bf16 only where
     # the CPU computes it natively (AMX or AVX512-BF16), else full precision; fp16 is CUDA only.
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"

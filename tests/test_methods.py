@@ -91,6 +91,36 @@ def test_cyclegan_steps_update_the_right_nets():
     assert set(m.generators()) == {"AtoB", "BtoA"}
 
 
+@pytest.mark.parametrize("preset,names", [("pix2pix", {"AtoB": "G"}), ("cyclegan", {"AtoB": "G_AB", "BtoA": "G_BA"})])
+def test_weight_average_is_what_is_saved_and_sampled(preset, names):
+    """train.ema_decay d: after every G step, avg <- d * avg + (1 - d) * w (the first step copies);
+    the averages are the generators a checkpoint saves and the sample grid shows."""
+    cfg = load_config(preset, [*TINY, "train.ema_decay=0.75", "train.pool_size=0"])
+    torch.manual_seed(0)
+    m = build_method(cfg, CPU, FP32, 10, 5)
+    expected = None
+    for step in range(3):
+        m.train_step(batch(seed=step), 0.0)
+        w = {d: snapshot(m.nets()[n]) for d, n in names.items()}
+        expected = w if expected is None else {
+            d: {k: 0.75 * expected[d][k] + 0.25 * w[d][k] for k in w[d]} for d in names
+        }
+    saved = m.generators()
+    for d, n in names.items():
+        assert saved[d] is not m.nets()[n]
+        assert changed(w[d], saved[d])  # the average is not the last weights
+        for k, v in snapshot(saved[d]).items():
+            torch.testing.assert_close(v, expected[d][k], rtol=1e-5, atol=1e-6)
+    # The sample grid's output column comes from the average.
+    b = batch(seed=9)
+    sampled = m.samples(b)[1]
+    with torch.no_grad():
+        torch.testing.assert_close(sampled, saved["AtoB"].eval()(b["A"]).float())
+    # Off (the default): the nets themselves are saved.
+    off = build_method(load_config(preset, [*TINY]), CPU, FP32, 10, 5)
+    assert all(off.generators()[d] is off.nets()[n] for d, n in names.items())
+
+
 def test_image_pool_fills_then_swaps_half_the_time():
     pool = ImagePool(size=4, seed=0)
     imgs = [torch.full((1, 1, 2, 2), float(i)) for i in range(2000)]

@@ -36,11 +36,13 @@ class Method(Protocol):
         ...
 
     def samples(self, batch: Batch) -> list[torch.Tensor]:
-        """The columns of a sample grid (e.g. input | output | target), in [-1, 1]."""
+        """The columns of a sample grid (e.g. input | output | target), in [-1, 1], from the
+        generators as saved."""
         ...
 
     def generators(self) -> dict[str, nn.Module]:
-        """direction ("AtoB" / "BtoA") -> generator (unwrapped from DDP): what is saved."""
+        """direction ("AtoB" / "BtoA") -> generator (unwrapped from DDP), or its moving average
+        with train.ema_decay: what is saved."""
         ...
 
     def nets(self) -> dict[str, nn.Module]:

@@ -9,6 +9,7 @@ from typing import Any, Callable, Iterable
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from img2img import Img2ImgError
 from img2img.config import ModelConfig, RunConfig
@@ -152,14 +153,16 @@ class ImagePool:
 
 @dataclass
 class Players:
-    """What a method trains, by role: nets, and per player an optimizer, a schedule and a scaler.
-    state_dict()/load_state_dict() give the resumable state as plain tensors and numbers."""
+    """What a method trains, by role: nets, and per player an optimizer, a schedule and a scaler;
+    with train.ema_decay, a moving average of each of G's nets. state_dict()/load_state_dict() give
+    the resumable state as plain tensors and numbers."""
 
     nets: dict[str, nn.Module]
     optimizers: dict[str, torch.optim.Optimizer]
     schedulers: dict[str, torch.optim.lr_scheduler.LRScheduler]
     scalers: dict[str, torch.amp.GradScaler]
     lrs: dict[str, float]  # the config's base rates; they win over saved ones on resume
+    averages: dict[str, AveragedModel]  # net name -> its weights' moving average (G's nets; train.ema_decay)
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -167,12 +170,18 @@ class Players:
             "optimizers": {k: v.state_dict() for k, v in self.optimizers.items()},
             "schedulers": {k: v.state_dict() for k, v in self.schedulers.items()},
             "scalers": {k: v.state_dict() for k, v in self.scalers.items()},
+            "averages": {k: v.state_dict() for k, v in self.averages.items()},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for group in ("nets", "optimizers", "schedulers", "scalers"):
             for k, obj in getattr(self, group).items():
                 (unwrap(obj) if group == "nets" else obj).load_state_dict(state[group][k])
+        # A run saved without averages (train.ema_decay turned on at resume) starts them from the
+        # resumed weights, at the next G step.
+        for k, avg in self.averages.items():
+            if k in state.get("averages", {}):
+                avg.load_state_dict(state["averages"][k])
         # A resumed run may change train.lr_g / lr_d: rebase the schedule on the config's rates.
         for p, sched in self.schedulers.items():
             sched.base_lrs = [self.lrs[p]] * len(sched.base_lrs)
@@ -183,6 +192,15 @@ class Players:
         for s in self.schedulers.values():
             s.step()
 
+    def update_averages(self) -> None:
+        """Fold G's new weights into their moving averages (after G's optimizer step)."""
+        for k, avg in self.averages.items():
+            avg.update_parameters(unwrap(self.nets[k]))
+
+    def saved(self, name: str) -> nn.Module:
+        """The net as checkpoints save it: its moving average when there is one, else the net."""
+        return self.averages[name].module if name in self.averages else unwrap(self.nets[name])
+
     def lr(self, player: str) -> float:
         return self.optimizers[player].param_groups[0]["lr"]
 
@@ -190,7 +208,9 @@ class Players:
 def make_players(cfg: RunConfig, nets: dict[str, nn.Module], groups: dict[str, list[str]],
                  amp: Amp, total_steps: int, decay_start: int) -> Players:
     """One Adam, schedule and scaler per player; groups maps a player ("G", "D") to its nets.
-    G's rate is train.lr_g, D's train.lr_d (TTUR)."""
+    G's rate is train.lr_g, D's train.lr_d (TTUR). With train.ema_decay, G's nets get moving
+    averages (torch.optim.swa_utils: a copy of the net; buffers such as batch norm's running
+    statistics are copied, not averaged, and re-estimated before every checkpoint)."""
     lrs = {"G": cfg.train.lr_g, "D": cfg.train.lr_d}
     optimizers = {
         p: adam([w for n in names for w in nets[n].parameters()], lrs[p], cfg) for p, names in groups.items()
@@ -201,6 +221,10 @@ def make_players(cfg: RunConfig, nets: dict[str, nn.Module], groups: dict[str, l
         schedulers={p: linear_decay(o, total_steps, decay_start) for p, o in optimizers.items()},
         scalers={p: amp.scaler() for p in groups},
         lrs={p: lrs[p] for p in groups},
+        averages={
+            n: AveragedModel(unwrap(nets[n]), multi_avg_fn=get_ema_multi_avg_fn(cfg.train.ema_decay))
+            for n in (groups["G"] if cfg.train.ema_decay > 0 else [])
+        },
     )
 
 

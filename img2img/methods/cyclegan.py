@@ -71,6 +71,7 @@ class CycleGAN:
         idt = identity_loss(idt_b.float(), b) + identity_loss(idt_a.float(), a) if use_idt else torch.zeros((), device=a.device)
         loss = adv_ab + adv_ba + cfg.lambda_cycle * cyc + cfg.lambda_cycle * cfg.lambda_identity * idt
         step_optimizer(loss, self.players.optimizers["G"], self.players.scalers["G"])
+        self.players.update_averages()
         for D in (D_A, D_B):
             set_requires_grad(D, True)
         return {"G_AB": adv_ab.item(), "G_BA": adv_ba.item(), "cycle": cyc.item(), "idt": idt.item(),
@@ -102,7 +103,7 @@ class CycleGAN:
     @torch.no_grad()
     def samples(self, batch: Batch) -> list[torch.Tensor]:
         """Columns of the sample grid: A | G_AB(A) | G_BA(G_AB(A)) | B | G_BA(B) | G_AB(G_BA(B))."""
-        G_AB, G_BA = unwrap(self.G_AB), unwrap(self.G_BA)
+        G_AB, G_BA = self.players.saved("G_AB"), self.players.saved("G_BA")
         G_AB.eval(), G_BA.eval()
         fake_b, fake_a = G_AB(batch["A"]).float(), G_BA(batch["B"]).float()
         rows = [batch["A"], fake_b, G_BA(fake_b).float(), batch["B"], fake_a, G_AB(fake_a).float()]
@@ -110,7 +111,7 @@ class CycleGAN:
         return rows
 
     def generators(self) -> dict[str, nn.Module]:
-        return {"AtoB": unwrap(self.G_AB), "BtoA": unwrap(self.G_BA)}
+        return {"AtoB": self.players.saved("G_AB"), "BtoA": self.players.saved("G_BA")}
 
     def nets(self) -> dict[str, nn.Module]:
         return {k: unwrap(v) for k, v in self.players.nets.items()}

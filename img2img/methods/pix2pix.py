@@ -115,6 +115,7 @@ class Pix2Pix:
             loss = loss + cfg.lambda_perceptual * vgg
             stats["VGG"] = vgg.item()
         step_optimizer(loss, self.players.optimizers["G"], self.players.scalers["G"])
+        self.players.update_averages()
         set_requires_grad(D, True)
         return {**stats, STAT_G_GRAD: grad_norm(self.G), **batch_diversity(fake, real)}
 
@@ -140,14 +141,14 @@ class Pix2Pix:
     @torch.no_grad()
     def samples(self, batch: Batch) -> list[torch.Tensor]:
         """Columns of the sample grid: input | output | target."""
-        G = unwrap(self.G)
+        G = self.players.saved("G")
         G.eval()
         out = G(batch["A"]).float()
         G.train()
         return [batch["A"], out, batch["B"]]
 
     def generators(self) -> dict[str, nn.Module]:
-        return {"AtoB": unwrap(self.G)}
+        return {"AtoB": self.players.saved("G")}
 
     def nets(self) -> dict[str, nn.Module]:
         return {"G": unwrap(self.G), "D": unwrap(self.D)}
