@@ -85,6 +85,8 @@ class LossConfig(_Section):
     lambda_gp: float = Field(10.0, ge=0)        # wgan-gp
     label_smoothing: float = Field(0.0, ge=0, lt=0.5)  # one-sided: real label = 1 - this
     instance_noise: float = Field(0.0, ge=0)    # sigma of noise on D's inputs, annealed to 0
+    # DiffAugment (Zhao et al. 2020) on D's real and fake inputs, against D memorizing few photos
+    d_augment: list[Literal["translation", "cutout"]] = []
     # pix2pix: which part of the colours the lambda_l1 term compares. chroma: only Cb and Cr
     # (BT.601), for colorization, whose output luma is replaced by the input's at inference.
     l1_space: Literal["rgb", "chroma"] = "rgb"

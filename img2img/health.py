@@ -25,7 +25,8 @@ D_FLOOR = 0.01        # mean |D loss| below this over a window counts as "D won"
 DIVERSITY_FLOOR = 0.1  # batch std of outputs / batch std of targets below this is collapse
 
 HINTS = {
-    "d_collapse": "lower train.lr_d, raise loss.label_smoothing (e.g. 0.1) or loss.instance_noise (e.g. 0.1)",
+    "d_collapse": "lower train.lr_d, raise loss.label_smoothing (e.g. 0.1) or loss.instance_noise (e.g. 0.1), "
+                  "or augment D's inputs: loss.d_augment=[translation,cutout]",
     "g_gradient": "lower train.lr_g, or use a relativistic loss (loss.gan=ralsgan) with spectral norm on; "
                   "if the samples look fine, raise train.grad_jump",
     "mode_collapse": "outputs barely differ across the batch; raise model.dropout, lower train.lr_g, or use loss.gan=ralsgan",

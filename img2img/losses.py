@@ -9,7 +9,7 @@ Multi-scale discriminators call these once per scale; the steps sum the results.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -235,3 +235,35 @@ def instance_noise(x: Tensor, sigma: float) -> Tensor:
     if sigma <= 0:
         return x
     return x + sigma * torch.randn_like(x)
+
+
+def diff_augment(real: Tensor, fake: Tensor, policy: Sequence[str]) -> tuple[Tensor, Tensor]:
+    """Differentiable augmentation of D's inputs (DiffAugment, Zhao et al. 2020): with few
+    training images D memorizes them and its loss goes to 0; translating and cutting out both
+    its real and its fake inputs, differentiably so G's gradient passes through, takes that away
+    without changing what G should produce. "translation": shift by up to 1/8 of the size, zero
+    filled; "cutout": zero a square of half the size at a random centre (the paper's ratios).
+    Colour is not augmented: a colorization D must judge colour. real[i] and fake[i] get the
+    same transform, so D feature matching still compares like with like."""
+    n, _, h, w = real.shape
+    device = real.device
+    ys, xs = torch.arange(h, device=device).view(1, h, 1), torch.arange(w, device=device).view(1, 1, w)
+    for name in policy:
+        if name == "translation":
+            dy = torch.randint(-(h // 8), h // 8 + 1, (n, 1, 1), device=device)
+            dx = torch.randint(-(w // 8), w // 8 + 1, (n, 1, 1), device=device)
+            sy, sx = ys - dy, xs - dx  # out(y, x) = in(y - dy, x - dx)
+            keep = ((sy >= 0) & (sy < h) & (sx >= 0) & (sx < w)).unsqueeze(1)
+            batch = torch.arange(n, device=device).view(n, 1, 1)
+            sy, sx = sy.clamp(0, h - 1), sx.clamp(0, w - 1)
+            real, fake = ((t.permute(0, 2, 3, 1)[batch, sy, sx].permute(0, 3, 1, 2) * keep) for t in (real, fake))
+        elif name == "cutout":
+            cy = torch.randint(0, h, (n, 1, 1), device=device)
+            cx = torch.randint(0, w, (n, 1, 1), device=device)
+            top, left = cy - h // 4, cx - w // 4  # an (h/2 x w/2) square centred on (cy, cx), clipped
+            inside = (ys >= top) & (ys < top + h // 2) & (xs >= left) & (xs < left + w // 2)
+            keep = (~inside).unsqueeze(1)
+            real, fake = real * keep, fake * keep
+        else:
+            raise ValueError(f"unknown D augmentation {name!r}")  # the config lists the valid ones
+    return real, fake

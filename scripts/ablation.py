@@ -27,6 +27,10 @@ Every variant differs from `reference` in one thing (all set explicitly, whateve
                 weights' moving average over about the last 100 steps is saved (Yazici et al.
                 2019; the presets' runs are 10x longer). The average does not change the
                 training, so each pairs exactly with the run without it.
+  perceptual_daug, vgg_chroma_fm_balance_daug
+                the sketch and colorization presets' variants with DiffAugment on D's inputs
+                (loss.d_augment=[translation,cutout], Zhao et al. 2020): against D memorizing
+                few photos
   chroma_fm     colorization: chroma and fm together (a candidate preset)
   chroma_l1_30  colorization: chroma with loss.lambda_l1=30 instead of 100 (more room for the GAN's colours)
   vgg           model.generator=vgg_unet: the encoder starts with the frozen VGG16 blocks 1-4 of
@@ -120,6 +124,9 @@ VARIANTS = {
     "vgg_chroma_fm_balance_ema": ["model.generator=vgg_unet", "loss.l1_space=chroma", "loss.lambda_fm=10",
                                   "data.balance_colour=true", "train.ema_decay=0.99"],
     "perceptual_ema": ["loss.lambda_perceptual=1", "train.ema_decay=0.99"],
+    "vgg_chroma_fm_balance_daug": ["model.generator=vgg_unet", "loss.l1_space=chroma", "loss.lambda_fm=10",
+                                   "data.balance_colour=true", "loss.d_augment=[translation,cutout]"],
+    "perceptual_daug": ["loss.lambda_perceptual=1", "loss.d_augment=[translation,cutout]"],
     "local_crops": ["data.min_crop_scale=0.02", "data.max_crop_scale=0.25"],
     "standard": ["loss.gan=vanilla"],
     "no_sn": ["model.spectral_norm=false"],
@@ -129,7 +136,8 @@ VARIANTS = {
 }
 ONLY = {"chroma": ("colorization",), "chroma_fm": ("colorization",), "chroma_l1_30": ("colorization",),
         "vgg_chroma_fm": ("colorization",), "vgg_chroma_fm_rebalance": ("colorization",),
-        "vgg_chroma_fm_balance": ("colorization",), "vgg_chroma_fm_balance_ema": ("colorization",), "reference": TASKS,
+        "vgg_chroma_fm_balance": ("colorization",), "vgg_chroma_fm_balance_ema": ("colorization",),
+        "vgg_chroma_fm_balance_daug": ("colorization",), "reference": TASKS,
         "resnet6_ngf32": ("style",), "resnet6_ngf16": ("style",)}  # where a variant applies; pix2pix tasks if not listed
 TRAINED_AS = {"bn_per_image": "bn_stale"}  # variants that differ only at inference share a training run
 DEFAULT_VARIANTS = "reference,bn_recal,bn_stale,bn_per_image,fm,perceptual,chroma,multiscale,fp32"

@@ -639,15 +639,34 @@ def test_ctrl_c_ends_open_pages_streams_then_exits(ui_models):
         for line in proc.stderr:
             if "web UI at" in line:
                 break
+        # The rest of stderr is drained as it comes (a full pipe would block the server), and the
+        # stream is read in a thread: the heartbeat keeps a socket timeout from ever firing, so a
+        # server that does not stop must fail the test, not hang it.
+        err = []
+        drain = threading.Thread(target=lambda: err.extend(proc.stderr), daemon=True)
+        drain.start()
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         conn.request("GET", "/gradio_api/heartbeat/test-page")
         stream = conn.getresponse()
         assert stream.status == 200 and stream.readline().startswith(b"data: ALIVE")
         proc.send_signal(signal.SIGINT)
-        rest = stream.read()  # raises IncompleteRead if the stream is cut instead of ended
+        rest: list[bytes | Exception] = []
+
+        def read_rest() -> None:
+            try:
+                rest.append(stream.read())
+            except Exception as e:  # IncompleteRead: the stream was cut instead of ended
+                rest.append(e)
+
+        reader = threading.Thread(target=read_rest, daemon=True)
+        reader.start()
+        reader.join(timeout=60)
+        assert rest, "the heartbeat stream was not ended within 60 s of Ctrl-C"
+        assert isinstance(rest[0], bytes), rest[0]
         assert proc.wait(timeout=60) == 0
-        assert set(rest.split()) <= {b"data:", b"ALIVE"}
-        assert "stopping the web UI" in proc.stderr.read()
+        assert set(rest[0].split()) <= {b"data:", b"ALIVE"}
+        drain.join(timeout=10)
+        assert "stopping the web UI" in "".join(err)
     finally:
         if proc.poll() is None:
             proc.kill()

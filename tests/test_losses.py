@@ -114,3 +114,45 @@ def test_colour_rebalancing_on_a_real_photo():
         wrong = torch.where(mask, img + shift, img)
         costs.append(L.rebalanced_chroma_l1_loss(wrong, img, w).item() / L.chroma_l1_loss(wrong, img).item())
     assert costs[1] > 1.5 * costs[0]
+
+
+def _photo_batch(n: int = 6, size: int = 32) -> torch.Tensor:
+    from skimage import data
+
+    img = torch.from_numpy(data.astronaut()[::16, ::16].copy()).permute(2, 0, 1).float() / 127.5 - 1
+    return img[None, :, :size, :size].repeat(n, 1, 1, 1)
+
+
+def test_diff_augment_translation_shifts_real_and_fake_alike():
+    """Each image moves by its own (dy, dx) within 1/8 of the size, zero filled; the fake of the
+    same index moves with it; gradients reach the fake through the shift."""
+    torch.manual_seed(0)
+    real = _photo_batch()
+    fake = (0.5 * real).requires_grad_()
+    assert L.diff_augment(real, fake, [])[0] is real
+    out_r, out_f = L.diff_augment(real, fake, ["translation"])
+    torch.testing.assert_close(out_f, 0.5 * out_r)
+    shifts = set()
+    for i in range(len(real)):
+        padded = torch.nn.functional.pad(real[i], (4, 4, 4, 4))  # shifts up to 32 // 8 = 4
+        found = [(dy, dx) for dy in range(-4, 5) for dx in range(-4, 5)
+                 if torch.equal(out_r[i], padded[:, 4 - dy:36 - dy, 4 - dx:36 - dx])]
+        assert len(found) == 1
+        shifts.add(found[0])
+    assert len(shifts) > 1  # drawn per image
+    out_f.sum().backward()
+    assert 0 < (fake.grad != 0).float().mean() < 1  # the pixels shifted out get no gradient
+
+
+def test_diff_augment_cutout_zeroes_one_half_size_square():
+    torch.manual_seed(1)
+    real = _photo_batch()
+    out_r, out_f = L.diff_augment(real, 0.5 * real, ["cutout"])
+    torch.testing.assert_close(out_f, 0.5 * out_r)
+    for i in range(len(real)):
+        cut = (out_r[i] != real[i]).any(0)
+        assert torch.all(out_r[i][:, cut] == 0) and torch.equal(out_r[i][:, ~cut], real[i][:, ~cut])
+        rows, cols = cut.any(1).nonzero(), cut.any(0).nonzero()
+        h, w = len(rows), len(cols)
+        assert 0 < h <= 16 and 0 < w <= 16 and cut.sum() == h * w  # a rectangle, clipped at the border
+        assert rows.max() - rows.min() + 1 == h and cols.max() - cols.min() + 1 == w
