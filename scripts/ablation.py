@@ -101,6 +101,10 @@ REFERENCE = {
     "style": ["model.generator=resnet", "model.ngf=64", "model.n_blocks=9", "model.norm_g=instance", "loss.gan=ralsgan",
               "model.spectral_norm=true", "train.amp=auto"],
 }  # fmt: skip
+# The colorization-cpu and sketch2photo-cpu presets' objectives, and two add-ons to try on them.
+COLOUR_PRESET = ["model.generator=vgg_unet", "loss.l1_space=chroma", "loss.lambda_fm=10", "data.balance_colour=true"]
+SKETCH_PRESET = "loss.lambda_perceptual=1"
+EMA, DAUG = "train.ema_decay=0.99", "loss.d_augment=[translation,cutout]"
 VARIANTS = {
     "reference": [],
     "bn_recal": ["model.norm_g=batch"],
@@ -120,13 +124,11 @@ VARIANTS = {
     "vgg_chroma_fm": ["model.generator=vgg_unet", "loss.l1_space=chroma", "loss.lambda_fm=10"],
     "vgg_chroma_fm_rebalance": ["model.generator=vgg_unet", "loss.l1_space=chroma", "loss.lambda_fm=10",
                                 "loss.chroma_rebalance=true"],
-    "vgg_chroma_fm_balance": ["model.generator=vgg_unet", "loss.l1_space=chroma", "loss.lambda_fm=10", "data.balance_colour=true"],
-    "vgg_chroma_fm_balance_ema": ["model.generator=vgg_unet", "loss.l1_space=chroma", "loss.lambda_fm=10",
-                                  "data.balance_colour=true", "train.ema_decay=0.99"],
-    "perceptual_ema": ["loss.lambda_perceptual=1", "train.ema_decay=0.99"],
-    "vgg_chroma_fm_balance_daug": ["model.generator=vgg_unet", "loss.l1_space=chroma", "loss.lambda_fm=10",
-                                   "data.balance_colour=true", "loss.d_augment=[translation,cutout]"],
-    "perceptual_daug": ["loss.lambda_perceptual=1", "loss.d_augment=[translation,cutout]"],
+    "vgg_chroma_fm_balance": COLOUR_PRESET,
+    "vgg_chroma_fm_balance_ema": [*COLOUR_PRESET, EMA],
+    "perceptual_ema": [SKETCH_PRESET, EMA],
+    "vgg_chroma_fm_balance_daug": [*COLOUR_PRESET, DAUG],
+    "perceptual_daug": [SKETCH_PRESET, DAUG],
     "local_crops": ["data.min_crop_scale=0.02", "data.max_crop_scale=0.25"],
     "standard": ["loss.gan=vanilla"],
     "no_sn": ["model.spectral_norm=false"],

@@ -13,7 +13,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from img2img import Img2ImgError
 from img2img.config import ModelConfig, RunConfig
-from img2img.losses import ADVERSARIAL_LOSSES, AdversarialLoss
+from img2img.losses import ADVERSARIAL_LOSSES, AdversarialLoss, diff_augment, instance_noise
 from img2img.methods.base import STAT_DIVERSITY
 from img2img.nets import MultiScaleDiscriminator
 
@@ -32,6 +32,12 @@ def unwrap(net: nn.Module) -> nn.Module:
 def set_requires_grad(net: nn.Module, flag: bool) -> None:
     for p in net.parameters():
         p.requires_grad_(flag)
+
+
+def d_inputs(real: torch.Tensor, fake: torch.Tensor, cfg: RunConfig, noise: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """A D's real and fake inputs, augmented (loss.d_augment) and then noised (sigma = noise)."""
+    real, fake = diff_augment(real, fake, cfg.loss.d_augment)
+    return instance_noise(real, noise), instance_noise(fake, noise)
 
 
 def split_halves(outputs: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:

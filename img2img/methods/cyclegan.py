@@ -11,10 +11,10 @@ import torch
 from torch import nn
 
 from img2img.config import RunConfig
-from img2img.losses import cycle_loss, diff_augment, gradient_penalty, identity_loss, instance_noise
+from img2img.losses import cycle_loss, gradient_penalty, identity_loss
 from img2img.methods.base import STAT_G_GRAD, Batch
 from img2img.methods.common import (
-    Amp, ImagePool, Wrap, adversarial, batch_diversity, build_discriminator, grad_norm, identity, make_players,
+    Amp, ImagePool, Wrap, adversarial, batch_diversity, build_discriminator, d_inputs, grad_norm, identity, make_players,
     set_requires_grad, split_halves, step_optimizer, unwrap,
 )  # fmt: skip
 from img2img.nets.generators import generator_to_train
@@ -60,8 +60,8 @@ class CycleGAN:
             set_requires_grad(D, False)
         with self.amp.autocast():
             rec_a, rec_b = self.G_BA(fake_b), self.G_AB(fake_a)
-            outs_b = D_B(torch.cat(self.d_inputs(b, fake_b, noise)))
-            outs_a = D_A(torch.cat(self.d_inputs(a, fake_a, noise)))
+            outs_b = D_B(torch.cat(d_inputs(b, fake_b, self.cfg, noise)))
+            outs_a = D_A(torch.cat(d_inputs(a, fake_a, self.cfg, noise)))
             use_idt = cfg.lambda_identity > 0
             if use_idt:
                 idt_b, idt_a = self.G_AB(b), self.G_BA(a)
@@ -77,18 +77,13 @@ class CycleGAN:
         return {"G_AB": adv_ab.item(), "G_BA": adv_ba.item(), "cycle": cyc.item(), "idt": idt.item(),
                 STAT_G_GRAD: grad_norm(self.G_AB), **batch_diversity(fake_b, b)}  # fmt: skip
 
-    def d_inputs(self, real: torch.Tensor, fake: torch.Tensor, noise: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """A D's real and fake inputs, augmented and noised as the config says."""
-        real, fake = diff_augment(real, fake, self.cfg.loss.d_augment)
-        return instance_noise(real, noise), instance_noise(fake, noise)
-
     def d_step(self, a: torch.Tensor, b: torch.Tensor, fake_a: torch.Tensor, fake_b: torch.Tensor, noise: float) -> dict[str, float]:
         """Update D_A and D_B on real images vs fakes drawn from the image pools."""
         cfg = self.cfg.loss
         real_label = 1.0 - cfg.label_smoothing
         total, stats = 0.0, {}
         for name, D, real, fake in (("D_A", self.D_A, a, self.pool_a.query(fake_a)), ("D_B", self.D_B, b, self.pool_b.query(fake_b))):
-            real_in, fake_in = self.d_inputs(real, fake, noise)
+            real_in, fake_in = d_inputs(real, fake, self.cfg, noise)
             with self.amp.autocast():
                 outs = D(torch.cat([real_in, fake_in]))
             loss = sum(self.adv.d(r, f, real_label) for r, f in split_halves(outs))

@@ -14,13 +14,13 @@ from torch import nn
 
 from img2img.config import RunConfig
 from img2img.losses import (
-    CHROMA_BINS, chroma_histogram, chroma_l1_loss, diff_augment, feature_matching_loss, gradient_penalty, instance_noise,
-    l1_loss, perceptual_loss, rebalanced_chroma_l1_loss, rebalancing_weights,
+    CHROMA_BINS, chroma_histogram, chroma_l1_loss, feature_matching_loss, gradient_penalty, l1_loss, perceptual_loss,
+    rebalanced_chroma_l1_loss, rebalancing_weights,
 )  # fmt: skip
 from img2img.methods.base import STAT_G_GRAD, Batch
 from img2img.methods.common import (
-    Amp, Wrap, adversarial, batch_diversity, build_discriminator, grad_norm, identity, make_players, set_requires_grad,
-    split_halves, step_optimizer, unwrap,
+    Amp, Wrap, adversarial, batch_diversity, build_discriminator, d_inputs, grad_norm, identity, make_players,
+    set_requires_grad, split_halves, step_optimizer, unwrap,
 )  # fmt: skip
 from img2img.nets import MultiScaleDiscriminator
 from img2img.nets.generators import generator_to_train
@@ -69,16 +69,15 @@ class Pix2Pix:
         stats.update(self.g_step(a, b, fake, noise))
         return stats
 
-    def d_inputs(self, a: torch.Tensor, real: torch.Tensor, fake: torch.Tensor, noise: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """D's real and fake inputs: the pairs (A, B) and (A, G(A)), augmented (each pair as one
-        image) and noised as the config says."""
-        real_in, fake_in = diff_augment(torch.cat([a, real], 1), torch.cat([a, fake], 1), self.cfg.loss.d_augment)
-        return instance_noise(real_in, noise), instance_noise(fake_in, noise)
+    def pair_inputs(self, a: torch.Tensor, real: torch.Tensor, fake: torch.Tensor, noise: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """D's real and fake inputs: the pairs (A, B) and (A, G(A)), each pair augmented as one
+        image."""
+        return d_inputs(torch.cat([a, real], 1), torch.cat([a, fake], 1), self.cfg, noise)
 
     def d_step(self, a: torch.Tensor, real: torch.Tensor, fake: torch.Tensor, noise: float) -> dict[str, float]:
         """Update D on (A, B) as real and (A, G(A)) as fake."""
         cfg = self.cfg.loss
-        real_in, fake_in = self.d_inputs(a, real, fake, noise)
+        real_in, fake_in = self.pair_inputs(a, real, fake, noise)
         with self.amp.autocast():
             outs = self.D(torch.cat([real_in, fake_in]))
         loss = sum(self.adv.d(r, f, 1.0 - cfg.label_smoothing) for r, f in split_halves(outs))
@@ -95,7 +94,7 @@ class Pix2Pix:
         cfg = self.cfg.loss
         D: MultiScaleDiscriminator = unwrap(self.D)  # no DDP sync: D is not updated here
         set_requires_grad(D, False)
-        real_in, fake_in = self.d_inputs(a, real, fake, noise)
+        real_in, fake_in = self.pair_inputs(a, real, fake, noise)
         with self.amp.autocast():
             feats = D.features(torch.cat([real_in, fake_in]))  # per scale: hidden layers..., logits
         halves = [[t.chunk(2, dim=0) for t in scale] for scale in feats]
