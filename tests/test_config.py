@@ -28,6 +28,14 @@ def test_stride_rule_comes_from_the_generator_class():
         load_config("pix2pix", ["model.num_downs=6", "data.crop_size=96", "data.load_size=100"])
 
 
+def test_vgg_blocks_reach_the_vgg_unet_only():
+    cfg = load_config("colorization-cpu", ["model.vgg_blocks=5"])
+    assert cfg.model.generator_spec().kwargs["trunk_blocks"] == 5
+    assert "trunk_blocks" not in load_config("pix2pix", ["model.vgg_blocks=5"]).model.generator_spec().kwargs
+    with pytest.raises(Img2ImgError, match="vgg_blocks"):
+        load_config("colorization-cpu", ["model.vgg_blocks=6"])
+
+
 def test_classic_keys_can_be_overridden():
     cfg = load_config("cyclegan", [
         "data.load_size=143", "data.crop_size=128", "data.batch_size=4", "model.ngf=32", "model.ndf=16",

@@ -41,20 +41,34 @@ def test_vgg_unet_shapes_and_frozen_trunk(in_channels, h, w):
 def test_vgg_unet_refuses_what_it_cannot_build():
     with pytest.raises(ValueError, match="in_channels 1 or 3"):
         VggUnetGenerator(4, 3, num_downs=4)
-    with pytest.raises(ValueError, match="num_downs >= 4"):
+    with pytest.raises(ValueError, match="num_downs >= trunk_blocks"):
         VggUnetGenerator(1, 3, num_downs=3)
+    with pytest.raises(ValueError, match="num_downs >= trunk_blocks"):
+        VggUnetGenerator(1, 3, num_downs=4, trunk_blocks=5)
+    with pytest.raises(ValueError, match="1 to 5 VGG16 blocks"):
+        VggUnetGenerator(1, 3, num_downs=6, trunk_blocks=6)
+
+
+def test_vgg_unet_with_the_fifth_block():
+    """trunk_blocks=5 adds VGG16 block 5 (1/16) to the trunk; the learned levels start below it."""
+    g = VggUnetGenerator(1, 3, num_downs=5, ngf=4, trunk_blocks=5)
+    assert len(g.trunk) == len(g.lateral) == 5 and len(g.downs) == 1
+    assert g(torch.randn(1, 1, 32, 64)).shape == (1, 3, 32, 64)
+    assert g.spec.kwargs["trunk_blocks"] == 5
 
 
 @needs_hed
-def test_vgg_unet_trains_around_the_pretrained_trunk():
-    """generator_to_train loads HED's VGG16 blocks 1-4; a training step moves every other
+@pytest.mark.parametrize("trunk_blocks", [4, 5])
+def test_vgg_unet_trains_around_the_pretrained_trunk(trunk_blocks):
+    """generator_to_train loads HED's first VGG16 blocks; a training step moves every other
     weight and leaves the trunk exactly as loaded."""
     from img2img.data.hed import load_hed
 
-    spec = GeneratorSpec("vgg_unet", {"in_channels": 1, "out_channels": 3, "num_downs": 4, "ngf": 4})
+    spec = GeneratorSpec("vgg_unet", {"in_channels": 1, "out_channels": 3, "num_downs": 5, "ngf": 4, "trunk_blocks": trunk_blocks})
     torch.manual_seed(0)
     g = generator_to_train(spec)
     hed = load_hed()
+    assert len(g.trunk) == trunk_blocks
     for mine, theirs in zip(g.trunk, hed.blocks):
         for a, b in zip(mine.state_dict().values(), theirs.state_dict().values()):
             assert torch.equal(a, b)

