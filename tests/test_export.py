@@ -130,17 +130,19 @@ def test_export_matches_pytorch_on_real_photos(tmp_path, overrides, multiple):
         assert (card.task, card.input_channels, card.train_size, card.min_size) == ("paired", 3, 256, 16)
 
 
-def test_vgg_unet_export_matches_pytorch_on_real_photos(tmp_path):
+@pytest.mark.parametrize("vgg_blocks,num_downs", [(4, 4), (5, 5)])
+def test_vgg_unet_export_matches_pytorch_on_real_photos(tmp_path, vgg_blocks, num_downs):
     """The VGG-trunk generator (grey -> RGB, as colorization trains it) exports with its trunk,
     and ONNX Runtime matches PyTorch on real photos; the card keeps its shape rules."""
     overrides = ["data.kind=colorization", "model.generator=vgg_unet", "model.input_nc=1", "model.ngf=4",
-                 "model.num_downs=4", "data.crop_size=32", "data.load_size=40"]  # fmt: skip
+                 f"model.num_downs={num_downs}", f"model.vgg_blocks={vgg_blocks}", "data.crop_size=32", "data.load_size=40"]  # fmt: skip
     run = save_run(tmp_path / "run", overrides)
     result = export_onnx(run, tmp_path / "g.onnx")
-    assert result.max_abs_diff < 1e-4 and result.upsample_rewrites == 4
-    assert (result.card.arch, result.card.size_multiple, result.card.input_channels) == ("vgg_unet", 16, 1)
+    assert result.max_abs_diff < 1e-4 and result.upsample_rewrites == num_downs
+    assert (result.card.arch, result.card.size_multiple, result.card.input_channels) == ("vgg_unet", 2**num_downs, 1)
+    assert f"{num_downs} downsamplings (the first {vgg_blocks - 1} in a frozen VGG16 trunk)" in result.card.description
     session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
-    x = photo_batch(1, 48, 80)
+    x = photo_batch(1, 64, 96)
     got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
     with torch.no_grad():
         assert np.abs(got - load_generator(run / "G_AtoB.safetensors")(x).numpy()).max() < 1e-4
