@@ -210,8 +210,8 @@ class VggUnetGenerator(nn.Module):
     Encoder: VGG block k gives features at 1/2**(k-1) of the input size (64, 128, 256, 512, 512
     channels for k = 1..5; block 5, at 1/16, is the most semantic); then num_downs - trunk_blocks + 1
     learned [LeakyReLU(0.2)] conv4x4/2 [norm] levels of width ngf*4 down to 1/2**num_downs
-    (global context; the innermost has no norm, the first no activation: the trunk ends in a ReLU). Each VGG output reaches the decoder through a learned
-    1x1 conv + norm (its width at that level).
+    (global context; the innermost has no norm, the first no activation: the trunk ends in a ReLU).
+    Each VGG output reaches the decoder through a learned 1x1 conv + norm (its width at that level).
     Decoder: as UnetGenerator's (ReLU, resize + conv, norm, dropout on the innermost learned
     levels, skip concatenation), back to full size; then ReLU, 3x3 conv, tanh.
 
@@ -231,11 +231,11 @@ class VggUnetGenerator(nn.Module):
         in_channels: int = 1,       # 1 (grey, repeated into the trunk's 3) or 3 (RGB)
         out_channels: int = 3,      # image channels out
         num_downs: int = 7,         # downsamplings in all (trunk_blocks - 1 in the trunk); sides: multiples of 2**num_downs
-        trunk_blocks: int = 4,      # VGG16 blocks in the frozen trunk, 1..5
         ngf: int = 32,              # decoder width at full size; doubles per level up to ngf*4
         norm: str = "instance",     # instance | batch | none
         dropout: float = 0.5,       # dropout in the innermost learned decoder levels (pix2pix's noise)
         upsample: str = "nearest",  # nearest | bilinear
+        trunk_blocks: int = 4,      # VGG16 blocks in the frozen trunk, 1..5
     ):
         super().__init__()
         if in_channels not in (1, 3):
