@@ -70,7 +70,7 @@ def generator_shape(arch: str, kwargs: dict[str, Any]) -> str:
     """A generator's depth in words, for cards: "9 residual blocks", "7 downsamplings", ..."""
     if arch == "resnet":
         return f"{kwargs.get('n_blocks')} residual blocks"
-    trunk = f" (the first {kwargs.get('trunk_blocks', 4) - 1} in a frozen VGG16 trunk)" if arch == "vgg_unet" else ""
+    trunk = f" (the first {kwargs['trunk_blocks'] - 1} in a frozen VGG16 trunk)" if arch == "vgg_unet" else ""
     return f"{kwargs.get('num_downs')} downsamplings{trunk}"
 
 

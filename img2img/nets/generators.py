@@ -75,8 +75,12 @@ class GeneratorSpec:
 
     @classmethod
     def from_json(cls, text: str) -> "GeneratorSpec":
+        """The spec a checkpoint stored, with every constructor parameter: one the generator gained
+        after the file was written takes its default, which is what the file was built with."""
         d = json.loads(text)
-        return cls(d["arch"], d.get("kwargs", {}))
+        params = inspect.signature(generator_class(d["arch"]).__init__).parameters
+        defaults = {k: p.default for k, p in params.items() if k != "self" and p.default is not inspect.Parameter.empty}
+        return cls(d["arch"], {**defaults, **d.get("kwargs", {})})
 
 
 class ResnetGenerator(nn.Module):
