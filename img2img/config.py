@@ -86,6 +86,7 @@ class LossConfig(_Section):
     lambda_cycle: float = Field(10.0, ge=0)     # cyclegan
     lambda_identity: float = Field(0.5, ge=0)   # cyclegan, times lambda_cycle
     lambda_gp: float = Field(10.0, ge=0)        # wgan-gp
+    r1_gamma: float = Field(0.0, ge=0)          # R1 penalty on D's real inputs, gamma/2 * E|grad D|^2 (Mescheder et al. 2018)
     label_smoothing: float = Field(0.0, ge=0, lt=0.5)  # one-sided: real label = 1 - this
     instance_noise: float = Field(0.0, ge=0)    # sigma of noise on D's inputs, annealed to 0
     # DiffAugment (Zhao et al. 2020) on D's real and fake inputs, against D memorizing few photos

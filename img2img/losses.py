@@ -131,6 +131,17 @@ def gradient_penalty(critic: Callable[[Tensor], list[Tensor]], real: Tensor, fak
     return ((grads.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
 
 
+def r1_penalty(critic: Callable[[Tensor], list[Tensor]], real: Tensor) -> Tensor:
+    """R1 (Mescheder, Geiger & Nowozin 2018, "Which Training Methods for GANs do actually
+    Converge?", eq. 9): E[||grad_x D(x)||_2^2] at the real inputs x, summed over critic scales.
+    Added to D's loss as gamma/2 times this, it keeps D flat on the data, so that D cannot
+    sharpen into a memorizer of few photos (StyleGAN2-ADA keeps it on for small data sets)."""
+    x = real.detach().requires_grad_(True)
+    outs = critic(x)
+    grads = torch.autograd.grad([o.sum() for o in outs], x, create_graph=True)[0]
+    return grads.pow(2).flatten(1).sum(1).mean()
+
+
 # --- reconstruction losses -----------------------------------------------------------------
 
 def l1_loss(output: Tensor, target: Tensor) -> Tensor:

@@ -42,6 +42,10 @@ Every variant differs from `reference` in one thing (all set explicitly, whateve
   vgg_chroma_fm_balance_ls
                 the colorization preset with one-sided label smoothing (loss.label_smoothing=0.1,
                 Salimans et al. 2016): a D less sure of the real photos
+  vgg_chroma_fm_balance_r1
+                the colorization preset with the R1 penalty on D (loss.r1_gamma=1, Mescheder et
+                al. 2018; gamma = 0.0002 * 128^2 / batch 4, StyleGAN2-ADA's rule): a D kept flat
+                on the real photos instead of memorizing them
   local_crops   crops of 2-25 % of the photo's area (data.max_crop_scale=0.25) instead of 10-100 %:
                 objects nearer the scale they have in a full-size photo at inference
   standard      the standard (non-relativistic) GAN loss of pix2pix: loss.gan=vanilla
@@ -91,7 +95,8 @@ from img2img.methods import Pix2Pix
 from img2img.metrics import InceptionFeatures, fid_weights_path, paired_scores, psnr, set_scores
 from img2img.nets.generators import GeneratorSpec
 from img2img.nets.layers import UpConv
-from img2img.runtime import reflect_pad, restore_luminance
+from img2img.runtime import COLOUR_SIZE, reflect_pad, restore_luminance
+from img2img.runtime.pixels import resize_to, shrink
 from img2img.train import train
 from ship_model import painting_crops  # the model card's FID/KID target for style models
 
@@ -136,6 +141,7 @@ VARIANTS = {
     "vgg_chroma_fm_balance_daug": [*COLOUR_PRESET, DAUG],
     "vgg5_chroma_fm_balance": [*COLOUR_PRESET, "model.vgg_blocks=5"],
     "vgg_chroma_fm_balance_ls": [*COLOUR_PRESET, "loss.label_smoothing=0.1"],
+    "vgg_chroma_fm_balance_r1": [*COLOUR_PRESET, "loss.r1_gamma=1"],
     "perceptual_daug": [SKETCH_PRESET, DAUG],
     "local_crops": ["data.min_crop_scale=0.02", "data.max_crop_scale=0.25"],
     "standard": ["loss.gan=vanilla"],
@@ -148,7 +154,7 @@ ONLY = {"chroma": ("colorization",), "chroma_fm": ("colorization",), "chroma_l1_
         "vgg_chroma_fm": ("colorization",), "vgg_chroma_fm_rebalance": ("colorization",),
         "vgg_chroma_fm_balance": ("colorization",), "vgg_chroma_fm_balance_ema": ("colorization",),
         "vgg_chroma_fm_balance_daug": ("colorization",), "vgg5_chroma_fm_balance": ("colorization",),
-        "vgg_chroma_fm_balance_ls": ("colorization",), "reference": TASKS,
+        "vgg_chroma_fm_balance_ls": ("colorization",), "vgg_chroma_fm_balance_r1": ("colorization",), "reference": TASKS,
         "resnet6_ngf32": ("style",), "resnet6_ngf16": ("style",)}  # where a variant applies; pix2pix tasks if not listed
 TRAINED_AS = {"bn_per_image": "bn_stale"}  # variants that differ only at inference share a training run
 DEFAULT_VARIANTS = "reference,bn_recal,bn_stale,bn_per_image,fm,perceptual,chroma,multiscale,fp32"
@@ -212,11 +218,15 @@ def task_input(task: str, photo: np.ndarray, sketcher) -> np.ndarray:  # noqa: A
 @torch.inference_mode()
 def translate(net: nn.Module, image: np.ndarray, task: str) -> np.ndarray:
     """As the runtime does it, one image (H x W grey or H x W x 3) per forward, reflect-padded to
-    the net's stride and cropped back: colorization keeps the input's luma."""
+    the net's stride and cropped back: colorization colours a copy at COLOUR_SIZE and keeps the
+    input's luma (runtime/translator.py)."""
     h, w = image.shape[:2]
-    padded, (top, left) = reflect_pad(image.reshape(h, w, -1), net.size_multiple, net.min_size)
-    out = from_unit(net(torch.from_numpy(to_unit(padded))[None])[0].float().numpy())[top : top + h, left : left + w]
-    return restore_luminance(image, out) if task == "colorization" else out
+    x = image.reshape(h, w, -1)
+    if task == "colorization":
+        x = shrink(x, COLOUR_SIZE)
+    padded, (top, left) = reflect_pad(x, net.size_multiple, net.min_size)
+    out = from_unit(net(torch.from_numpy(to_unit(padded))[None])[0].float().numpy())[top : top + x.shape[0], left : left + x.shape[1]]
+    return restore_luminance(image, resize_to(out, h, w)) if task == "colorization" else out
 
 
 def score(preds: list[np.ndarray], photos: list[np.ndarray], features: InceptionFeatures | None,

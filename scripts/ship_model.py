@@ -3,6 +3,10 @@ the generator safetensors, the run config, a sample grid and a model card (READM
 numbers are measured here, on held-out photos, against the trivial baseline.
 
     python scripts/ship_model.py RUN_DIR --name colorization --data DATA --trained "31 min, ..."
+    python scripts/ship_model.py --rescore checkpoints/pretrained/colorization --data DATA --remark "..."
+
+--rescore measures a shipped model again (after a change to inference): new metrics.json, samples
+and examples, and a new Quality section on its card, with the numbers it had before beside them.
 
 DATA is the output of scripts/shipped_data.py. Scores: DATA/heldout (scikit-image and OpenCV
 photos, a different source from the training photos) and DATA/photos/test (held-out photos of
@@ -125,17 +129,81 @@ def table(ev: Evaluation) -> str:
     return ev.table().replace("| model |", "| **model** |")
 
 
+def measure(main_model: Path, data: Path, out: Path, cyclegan: bool) -> dict[str, Evaluation]:
+    """Score the model on both held-out sets; write metrics.json, samples.jpg and the UI's examples into out."""
+    heldout, same = data / "heldout", data / "photos" / "test"
+    results: dict[str, Evaluation] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        if cyclegan:
+            ref = painting_crops(next(iter(list_images(data / "style" / "trainB"))), Path(tmp) / "painting")
+            results["held-out photos (scikit-image + OpenCV), vs 32 crops of the painting"] = evaluate_model(main_model, heldout, ref, backend="onnx")
+            results["held-out photos of the training sources, vs 32 crops of the painting"] = evaluate_model(main_model, same, ref, backend="onnx")
+        else:
+            results["held-out photos from a different source (scikit-image + OpenCV)"] = evaluate_model(main_model, heldout, backend="onnx")
+            results["held-out photos of the training sources"] = evaluate_model(main_model, same, backend="onnx")
+    picks = [f for f in list_images(heldout) if f.stem in ("skimage-astronaut", "skimage-coffee", "opencv-fruits", "opencv-building")]
+    sample_grid(main_model, picks, out / "samples.jpg")
+    write_examples(main_model, out / EXAMPLES_DIR / main_model.stem)
+    (out / "metrics.json").write_text(json.dumps({k: json.loads(v.to_json()) for k, v in results.items()}, indent=1))
+    return results
+
+
+def quality_section(task: str, cyclegan: bool, data: Path, results: dict[str, Evaluation], previous: Path | None,
+                    previous_title: str, remark: str) -> str:
+    """The card's "## Quality" section, up to (not including) the export parity line."""
+    scores = "\n\n".join(f"**{k}**\n\n{table(v)}" for k, v in results.items())
+    if previous is not None:
+        scores += "\n\n" + previous_text(json.loads(previous.read_text()), previous_title)
+    return f"""## Quality
+Measured by `scripts/ship_model.py`, which runs `img2img eval --model ... --data ...`{" --ref ..." if cyclegan else ""}:
+{quality_text(cyclegan)} The baseline row scores the model's input itself: {baseline_text(task)}.
+FID is strongly biased on sets this small ({len(list_images(data / "heldout"))} and {len(list_images(data / "photos" / "test"))} images): compare
+rows of one table, not numbers from papers; KID is unbiased.
+
+{scores}
+
+{remark}
+
+"""
+
+
+PARITY_LINE = "ONNX Runtime vs PyTorch max abs difference at export"
+
+
+def rescore(folder: Path, data: Path, remark: str) -> None:
+    """Measure a shipped model again and replace its card's Quality section; the numbers it had
+    go beside the new ones."""
+    card_path = folder / "README.md"
+    card = card_path.read_text()
+    start, end = card.index("## Quality"), card.index(PARITY_LINE)
+    onnx = sorted(folder.glob("*.onnx"))[0]  # AtoB sorts first
+    task_card = Translator(onnx, backend="onnx").card
+    cyclegan = task_card.method == "cyclegan"
+    with tempfile.TemporaryDirectory() as tmp:
+        before = Path(tmp) / "metrics.json"
+        shutil.copy2(folder / "metrics.json", before)
+        results = measure(onnx, data, folder, cyclegan)
+        section = quality_section(task_card.task, cyclegan, data, results, before, "The same model as scored before", remark)
+    card_path.write_text(card[:start] + section + card[end:])
+    print(card_path.read_text())
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("run", type=Path)
-    p.add_argument("--name", required=True, help="the shipped model's folder, file and display name (the run's `name` is replaced)")
+    p.add_argument("run", type=Path, nargs="?")
+    p.add_argument("--name", help="the shipped model's folder, file and display name (the run's `name` is replaced)")
     p.add_argument("--data", type=Path, required=True)
-    p.add_argument("--trained", required=True, help="training time and hardware, as text for the card")
-    p.add_argument("--command", required=True, help="the training command, for the card")
+    p.add_argument("--trained", help="training time and hardware, as text for the card")
+    p.add_argument("--command", help="the training command, for the card")
     p.add_argument("--remark", default="", help="what the numbers say, for the card (written after reading them)")
     p.add_argument("--previous", type=Path, help="metrics.json of the model this one replaces: its numbers go on the card too")
     p.add_argument("--out", type=Path, help="default: checkpoints/pretrained/NAME")
+    p.add_argument("--rescore", type=Path, help="a shipped model's folder: measure it again (instead of shipping RUN)")
     args = p.parse_args()
+    if args.rescore is not None:
+        return rescore(args.rescore, args.data, args.remark)
+    if args.run is None or not (args.name and args.trained and args.command):
+        p.error("shipping a run needs RUN, --name, --trained and --command")
     out = args.out or REPO / "checkpoints" / "pretrained" / args.name
     if out.exists():
         shutil.rmtree(out)
@@ -158,28 +226,12 @@ def main() -> None:
     shutil.copy2(args.data / "SOURCES.md", out / "SOURCES.md")  # every photo's package, licence and credit
 
     main_model = onnx_files["AtoB"]
-    heldout, same = args.data / "heldout", args.data / "photos" / "test"
-    results: dict[str, Evaluation] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        if cyclegan:
-            ref = painting_crops(next(iter(list_images(args.data / "style" / "trainB"))), Path(tmp) / "painting")
-            results["held-out photos (scikit-image + OpenCV), vs 32 crops of the painting"] = evaluate_model(main_model, heldout, ref, backend="onnx")
-            results["held-out photos of the training sources, vs 32 crops of the painting"] = evaluate_model(main_model, same, ref, backend="onnx")
-        else:
-            results["held-out photos from a different source (scikit-image + OpenCV)"] = evaluate_model(main_model, heldout, backend="onnx")
-            results["held-out photos of the training sources"] = evaluate_model(main_model, same, backend="onnx")
-    picks = [f for f in list_images(heldout) if f.stem in ("skimage-astronaut", "skimage-coffee", "opencv-fruits", "opencv-building")]
-    sample_grid(main_model, picks, out / "samples.jpg")
-    write_examples(main_model, out / EXAMPLES_DIR / main_model.stem)
-    (out / "metrics.json").write_text(json.dumps({k: json.loads(v.to_json()) for k, v in results.items()}, indent=1))
+    results = measure(main_model, args.data, out, cyclegan)
 
     sizes = {f.name: f.stat().st_size / 1e6 for f in sorted(out.iterdir()) if f.is_file()}
     m, d, t = cfg.model, cfg.data, cfg.train
     task = TASKS[d.kind]
     files = "\n".join(f"- `{n}` ({s:.1f} MB)" for n, s in sizes.items())
-    scores = "\n\n".join(f"**{k}**\n\n{table(v)}" for k, v in results.items())
-    if args.previous is not None:
-        scores += "\n\n" + previous_text(json.loads(args.previous.read_text()))
     use = f"img2img translate --model checkpoints/pretrained/{args.name}/{main_model.name} --input photos/ --output out/"
     card = f"""# {args.name}
 
@@ -208,17 +260,7 @@ packages ship (no download). It works out of the box in the web UI (`img2img ser
   {m.norm_g} norm; {m.input_nc} -> {m.output_nc} channels. Full config: `{CONFIG_FILE}`.
 - Time and hardware: {args.trained}.
 
-## Quality
-Measured by `scripts/ship_model.py`, which runs `img2img eval --model ... --data ...`{" --ref ..." if cyclegan else ""}:
-{quality_text(cyclegan)} The baseline row scores the model's input itself: {baseline_text(task)}.
-FID is strongly biased on sets this small ({len(list_images(heldout))} and {len(list_images(same))} images): compare
-rows of one table, not numbers from papers; KID is unbiased.
-
-{scores}
-
-{args.remark}
-
-ONNX Runtime vs PyTorch max abs difference at export: {", ".join(f"{k} {v:.1e}" for k, v in parity.items())}.
+{quality_section(task, cyclegan, args.data, results, args.previous, "The model this one replaces", args.remark)}{PARITY_LINE}: {", ".join(f"{k} {v:.1e}" for k, v in parity.items())}.
 
 ## Samples
 Held-out photos (not seen in training, from a different source): {"input | output" if cyclegan else "input | output | original"}.
@@ -242,9 +284,9 @@ def schedule_text(t) -> str:  # noqa: ANN001 - a TrainConfig
     return f"{t.n_epochs} + {t.n_epochs_decay} epochs (constant, then linear decay)"
 
 
-def previous_text(previous: dict) -> str:
-    """The replaced model's rows, for comparison (same held-out sets where their names match)."""
-    parts = ["**The model this one replaces** (same held-out photos where the names match):"]
+def previous_text(previous: dict, title: str) -> str:
+    """Earlier rows (the replaced model's, or this model's before a rescore), for comparison."""
+    parts = [f"**{title}** (same held-out photos where the names match):"]
     for name, ev in previous.items():
         parts.append(f"*{name}*\n\n" + Evaluation(rows=ev["rows"]).table())
     return "\n\n".join(parts)

@@ -78,6 +78,17 @@ def test_gradient_penalty_of_a_linear_critic():
     assert gp.item() == pytest.approx(16.0)
 
 
+def test_r1_penalty_of_a_quadratic_critic_and_it_trains_d():
+    """C(x) = sum(x^2) / 2 has gradient x, so R1 = E||x||^2; and R1's gradient reaches D's
+    weights (it is part of D's loss, not a number beside it)."""
+    x = torch.randn(4, 2, 3, 3)
+    critic = lambda t: [0.5 * t.pow(2).sum((1, 2, 3))]  # noqa: E731
+    assert L.r1_penalty(critic, x).item() == pytest.approx(x.pow(2).sum((1, 2, 3)).mean().item(), rel=1e-5)
+    d = torch.nn.Conv2d(2, 1, 3)
+    L.r1_penalty(lambda t: [d(t)], x).backward()
+    assert d.weight.grad is not None and d.weight.grad.abs().sum() > 0
+
+
 def test_reconstruction_losses():
     a, b = torch.zeros(1, 3, 2, 2), torch.full((1, 3, 2, 2), 0.5)
     assert L.l1_loss(a, b).item() == pytest.approx(0.5)

@@ -22,10 +22,12 @@ from skimage import data
 
 from conftest import save_run
 from img2img import Img2ImgError, metrics
+from img2img.data.derived import luminance
 from img2img.devices import cuda_usable, native_bf16
 from img2img.export import export_onnx
 from img2img.nets.generators import build_generator
-from img2img.runtime import Translator
+from img2img.runtime import Translator, restore_luminance
+from img2img.runtime.pixels import resize_to
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_RESNET = ["model.ngf=8", "model.n_blocks=1", "data.crop_size=64", "data.load_size=72"]
@@ -229,6 +231,24 @@ def test_grey_input_model_gets_luma(tmp_path):
     assert np.abs(luma - grey).max() <= 2
     raw = Translator(run, keep_luminance=False).translate([img])[0]
     assert np.abs(np.asarray(raw.convert("L")).astype(int) - grey).mean() > 10
+
+
+def test_colorization_colours_a_copy_at_colour_size(tmp_path):
+    """Colorization runs the network on a copy whose short side is colour_size and puts the
+    enlarged colours under the full-size luma; smaller images are coloured at their own size."""
+    run = save_run(tmp_path / "run", [*TINY_RESNET, "model.ngf=4", "data.kind=colorization", "model.input_nc=1"])
+    img = photo("rocket", (96, 64))
+    grey = np.asarray(img.convert("L"))
+    out = np.asarray(Translator(run, colour_size=32).translate([img])[0])
+    assert out.shape == (64, 96, 3) and np.abs(luminance(out).astype(int) - grey).max() <= 2
+    small = Translator(run, keep_luminance=False).translate([img.convert("L").resize((48, 32), Image.Resampling.BICUBIC)])[0]
+    expected = restore_luminance(grey, resize_to(np.asarray(small), 64, 96))
+    assert np.abs(out.astype(int) - expected).max() <= 1
+    full = np.asarray(Translator(run, colour_size=0).translate([img])[0])
+    assert np.abs(full.astype(int) - out).mean() > 1  # colouring at full size is another result
+    assert np.array_equal(np.asarray(Translator(run, colour_size=64).translate([img])[0]), full)
+    with pytest.raises(Img2ImgError, match="colour size"):
+        Translator(run, colour_size=-1)
 
 
 # ---------------------------------------------------------------------------- tiling

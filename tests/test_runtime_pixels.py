@@ -12,6 +12,7 @@ from skimage import data
 
 from img2img import Img2ImgError
 from img2img.runtime import prepare, restore_luminance, to_pil
+from img2img.runtime.pixels import resize_to, shrink
 
 
 def photo(name: str, size: tuple[int, int]) -> Image.Image:
@@ -48,6 +49,16 @@ def test_restore_luminance_keeps_chroma():
     angle = lambda d: np.arctan2(d[..., 1], d[..., 0])  # noqa: E731
     assert np.abs(np.angle(np.exp(1j * (angle(d_out[strong]) - angle(d_in[strong]))))).mean() < 0.15
 
+
+
+def test_shrink_to_a_short_side_and_resize_back():
+    rgb = np.asarray(photo("chelsea", (90, 60)))
+    small = shrink(rgb, 30)
+    assert small.shape == (30, 45, 3)
+    assert np.abs(small.astype(int) - np.asarray(photo("chelsea", (45, 30)))).mean() < 4  # the same picture
+    assert shrink(rgb, 60) is rgb and shrink(rgb, 100) is rgb  # short side already at most 60
+    assert shrink(rgb[:, :, :1], 30).shape == (30, 45, 1)  # grey keeps its channel axis
+    assert resize_to(small, 60, 90).shape == (60, 90, 3) and resize_to(rgb, 60, 90) is rgb
 
 
 def traced_peak(fn):

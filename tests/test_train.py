@@ -65,8 +65,9 @@ def test_colorization_and_sketch_presets_train(tmp_path, data_root, log):
 
 @pytest.mark.parametrize("preset,folder,extra", [
     ("pix2pix", "paired", ["model.dropout=0.5", "loss.instance_noise=0.1", "train.ema_decay=0.9",
-                           "loss.d_augment=[translation,cutout]"]),
-    ("cyclegan", "unpaired", ["train.pool_size=2", "loss.label_smoothing=0.1", "loss.d_augment=[translation]"]),
+                           "loss.d_augment=[translation,cutout]", "loss.r1_gamma=1"]),
+    ("cyclegan", "unpaired", ["train.pool_size=2", "loss.label_smoothing=0.1", "loss.d_augment=[translation]",
+                              "loss.r1_gamma=1"]),
 ])
 def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, data_root, log, preset, folder, extra):
     """6 straight steps vs 3 steps + resume for 3: identical generator weights (CPU)."""

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from img2img.config import RunConfig
-from img2img.losses import cycle_loss, gradient_penalty, identity_loss
+from img2img.losses import cycle_loss, gradient_penalty, identity_loss, r1_penalty
 from img2img.methods.base import STAT_G_GRAD, Batch
 from img2img.methods.common import (
     Amp, ImagePool, Wrap, adversarial, batch_diversity, build_discriminator, d_inputs, grad_norm, identity, make_players,
@@ -90,6 +90,8 @@ class CycleGAN:
             stats[name] = loss.item()
             if self.adv.gradient_penalty:
                 loss = loss + cfg.lambda_gp * gradient_penalty(unwrap(D), real_in.float(), fake_in.float())
+            if cfg.r1_gamma > 0:
+                loss = loss + cfg.r1_gamma / 2 * r1_penalty(unwrap(D), real_in.float())
             total = total + loss
         step_optimizer(total, self.players.optimizers["D"], self.players.scalers["D"])
         return stats

@@ -15,7 +15,7 @@ from torch import nn
 from img2img.config import RunConfig
 from img2img.losses import (
     CHROMA_BINS, chroma_histogram, chroma_l1_loss, feature_matching_loss, gradient_penalty, l1_loss, perceptual_loss,
-    rebalanced_chroma_l1_loss, rebalancing_weights,
+    r1_penalty, rebalanced_chroma_l1_loss, rebalancing_weights,
 )  # fmt: skip
 from img2img.methods.base import STAT_G_GRAD, Batch
 from img2img.methods.common import (
@@ -86,6 +86,10 @@ class Pix2Pix:
             gp = gradient_penalty(unwrap(self.D), real_in.float(), fake_in.float())
             loss = loss + cfg.lambda_gp * gp
             stats["GP"] = gp.item()
+        if cfg.r1_gamma > 0:
+            r1 = r1_penalty(unwrap(self.D), real_in.float())
+            loss = loss + cfg.r1_gamma / 2 * r1
+            stats["R1"] = r1.item()
         step_optimizer(loss, self.players.optimizers["D"], self.players.scalers["D"])
         return stats
 

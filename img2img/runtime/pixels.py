@@ -44,6 +44,23 @@ def to_pil(u8: np.ndarray) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(u8[:, :, 0] if u8.shape[2] == 1 else u8[:, :, :3]))
 
 
+def shrink(u8: np.ndarray, side: int) -> np.ndarray:
+    """HxWxC uint8 whose short side is above `side`: downscaled (antialiased bicubic) to that
+    short side, aspect kept; otherwise returned as is."""
+    h, w = u8.shape[:2]
+    if min(h, w) <= side:
+        return u8
+    k = side / min(h, w)
+    return to_array(to_pil(u8).resize((max(1, round(w * k)), max(1, round(h * k))), Image.Resampling.BICUBIC))
+
+
+def resize_to(u8: np.ndarray, height: int, width: int) -> np.ndarray:
+    """HxWxC uint8 -> height x width x C (bicubic); the array itself when the size is right."""
+    if u8.shape[:2] == (height, width):
+        return u8
+    return to_array(to_pil(u8).resize((width, height), Image.Resampling.BICUBIC))
+
+
 def restore_luminance(grey: np.ndarray, rgb: np.ndarray, rows: int = STRIP_ROWS) -> np.ndarray:
     """Give a colorized HxWx3 uint8 image exactly the input's BT.601 luma, keeping its hue.
 

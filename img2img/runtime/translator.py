@@ -17,10 +17,17 @@ from img2img.io import from_unit, to_unit
 from img2img.runtime import choice
 from img2img.runtime.backends import Backend, OrtBackend, TorchBackend
 from img2img.runtime.onnx_graphs import LayerStats
-from img2img.runtime.pixels import prepare, restore_luminance, to_pil
+from img2img.runtime.pixels import prepare, resize_to, restore_luminance, shrink, to_pil
 from img2img.runtime.tiling import TileGrid, blend_weights, ceil_to, padded_window, reflect_pad, tile_grid
 
 DEFAULT_TILE = 1024  # sides above this are translated in overlapping tiles (bounded memory)
+# Colorization: the network colours a copy whose short side is at most this; its chroma is
+# enlarged and put under the full-size luma (restore_luminance). Chroma is low-frequency, and
+# the network learned colours on 128 px crops of 10-100 % of a photo's area, i.e. on photos
+# seen at a short side of 128-405 px: colouring a 512 px photo at full size asks it for colours
+# of objects 2-4x larger than it ever saw (speckled, off-hue). Zhang et al. 2016 colour at
+# 256 px the same way. Measured in docs/evaluation.md ("Colouring at the training scale").
+COLOUR_SIZE = 256
 BACKENDS = ("onnx", "torch")
 FLUSH_ROWS = 128  # rows of finished tiles converted to uint8 at a time
 
@@ -59,6 +66,7 @@ class Translator:
         tile_overlap: int | None = None,  # pixels shared by neighbouring tiles (default tile // 4)
         shared_stats: bool = True,        # tiles share instance-norm statistics (see _translate_tiled)
         keep_luminance: bool = True,      # colorization: output luma := input grey (see restore_luminance)
+        colour_size: int | None = COLOUR_SIZE,  # colorization with keep_luminance: colour at this short side; 0/None: full size
         reuse_memory: bool = False,       # ONNX Runtime: keep activation memory between calls (OrtBackend)
         precision: str = "auto",          # PyTorch on a CPU: auto (bf16 where native) | fp32 | bf16 (TorchBackend)
     ):
@@ -111,6 +119,9 @@ class Translator:
         self.tile: int | None = tile or None
         self.shared_stats = shared_stats
         self.keep_luminance = keep_luminance and self.card.task == "colorization" and self.card.input_channels == 1
+        if colour_size is not None and colour_size < 0:
+            raise Img2ImgError(f"colour size must be 0 (full size) or a number of pixels, got {colour_size}")
+        self.colour_size = (colour_size or None) if self.keep_luminance else None
 
     def _choose_backend(self, model: Path, ort_backend: OrtBackend, threads: int | None, precision: str) -> str:
         """backend auto for an .onnx: PyTorch bf16 where runtime/choice.py measures it faster
@@ -151,7 +162,8 @@ class Translator:
         tiles = f"tiles of {self.tile} px" if self.tile else "no tiling"
         batches = f", batches of {self.batch_size}" if self.batch_size > 1 else ""
         chosen = f" ({self.backend_choice})" if self.backend_choice else ""
-        return f"{self._backend.describe()}{chosen}, {tiles}{batches}"
+        colours = f", colours at {self.colour_size} px" if self.colour_size else ""
+        return f"{self._backend.describe()}{chosen}, {tiles}{batches}{colours}"
 
     def run_batch(self, batch: np.ndarray) -> np.ndarray:
         """The raw network on NCHW float32 in [-1, 1]; H, W valid for the network."""
@@ -176,6 +188,7 @@ class Translator:
         c = self.card
         for a in arrays:
             check_pixels(a.shape[1], a.shape[0])
+        full, arrays = arrays, [self._network_input(a) for a in arrays]
         out: list[np.ndarray | None] = [None] * len(arrays)
         grids: dict[int, TileGrid] = {}  # tiled images
         groups: dict[tuple[int, int], list[int]] = {}  # padded size -> image indices
@@ -205,9 +218,18 @@ class Translator:
                 h, w = arrays[i].shape[:2]
                 out[i] = from_unit(yi[:, top : top + h, left : left + w])
             tick()
-        if self.keep_luminance:
-            out = [restore_luminance(a[:, :, 0], o) for a, o in zip(arrays, out)]
-        return out  # type: ignore[return-value]
+        return [self._finish(a, o) for a, o in zip(full, out)]  # type: ignore[arg-type]
+
+    def _network_input(self, u8: np.ndarray) -> np.ndarray:
+        """What the network runs on: the image, or for colorization its copy at colour_size."""
+        return shrink(u8, self.colour_size) if self.colour_size else u8
+
+    def _finish(self, u8: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """The network's output for the input u8 -> the result: colorization's colours enlarged
+        to u8's size under u8's own luma; other outputs as they are."""
+        if not self.keep_luminance:
+            return out
+        return restore_luminance(u8[:, :, 0], resize_to(out, *u8.shape[:2]))
 
     def norm_stats(self, u8: np.ndarray) -> list[LayerStats] | None:
         """The instance-norm statistics of one HxWxC uint8 image, measured as tiling measures
@@ -216,21 +238,22 @@ class Translator:
         recording graph is kept between calls (a video asks once per frame)."""
         if not self._backend.norm_layers():
             return None
-        return self._backend.record_stats(self._stats_input(u8)[None], keep=True)
+        return self._backend.record_stats(self._stats_input(self._network_input(u8))[None], keep=True)
 
     def translate_fixed(self, u8: np.ndarray, stats: list[LayerStats]) -> np.ndarray:
         """One HxWxC uint8 image with every instance-norm layer normalizing by `stats` (from
         norm_stats, or a running average of them) instead of by the image's own statistics;
         tiled as translate_arrays tiles. Same H and W out."""
         c = self.card
+        check_pixels(u8.shape[1], u8.shape[0])
+        full, u8 = u8, self._network_input(u8)
         h, w = u8.shape[:2]
-        check_pixels(w, h)
         if self.tile is not None and max(h, w) > self.tile:
             out = self._translate_tiled(u8, tile_grid(h, w, self.tile, self.tile_overlap, c.size_multiple, c.min_size), lambda: None, stats)
         else:
             x, (top, left) = reflect_pad(u8, c.size_multiple, c.min_size)
             out = from_unit(self._backend.run_fixed(to_unit(x)[None], stats)[0, :, top : top + h, left : left + w])
-        return restore_luminance(u8[:, :, 0], out) if self.keep_luminance else out
+        return self._finish(full, out)
 
     def _shares_stats(self) -> bool:
         return self.shared_stats and self._backend.norm_layers() > 0
