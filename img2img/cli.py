@@ -279,7 +279,7 @@ def translate(
     videos (.mp4 .mov .mkv .webm .avi) keep their frame rate, frame count and audio.
     Unreadable files are listed at the end (exit code 1) and all others are still written."""
     from img2img.batch import check_format, collect_inputs, translate_files
-    from img2img.runtime import COLOUR_SIZE, DEFAULT_TILE, Translator
+    from img2img.runtime import DEFAULT_TILE, Translator
     from img2img.video import TEMPORAL_MODES, VIDEO_TILE, is_video
     from img2img.runtime.memory import tune_for_large_images
 
@@ -298,7 +298,7 @@ def translate(
         # Video frames are one size after another: ONNX Runtime may keep their memory (faster).
         return Translator(model, direction=direction, backend=backend, device=device, threads=threads,
                           batch_size=batch_size, tile=tile_side or None, reuse_memory=for_videos,
-                          precision=precision, colour_size=COLOUR_SIZE if colour_size is None else colour_size)  # fmt: skip
+                          precision=precision, colour_size=colour_size)  # fmt: skip
 
     image_tile, video_tile = (DEFAULT_TILE, VIDEO_TILE) if tile is None else (tile, tile)
     translator = load(image_tile, False) if images else load(video_tile, True)
@@ -409,7 +409,6 @@ def eval_(
     With --model, translate --data first; a row for the trivial baseline (the input) comes with it.
     With --pred VIDEO --source VIDEO: the flicker of a translated video, next to the input's."""
     from img2img.evaluate import evaluate_folders, evaluate_model, evaluate_video
-    from img2img.runtime import COLOUR_SIZE
 
     if pred is not None and source is not None:
         result = evaluate_video(pred, source)
@@ -421,7 +420,7 @@ def eval_(
         if data is None:
             raise Img2ImgError("--model needs --data DIR: the photos (or A/B pairs) to translate and score")
         result = evaluate_model(model, data, ref, fid=fid, backend=backend, device=device, save=save, log=make_logger(),
-                                colour_size=COLOUR_SIZE if colour_size is None else colour_size)
+                                colour_size=colour_size)
     else:
         result = evaluate_folders(pred, gt, ref, fid=fid)
     typer.echo(result.table())

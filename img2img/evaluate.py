@@ -194,11 +194,11 @@ def evaluate_model(model: Path, data: Path, ref: Path | None = None, fid: bool =
                    device: str = "auto", save: Path | None = None, log: logging.Logger | None = None,
                    colour_size: int | None = None) -> Evaluation:
     """Translate the images of data with model and score them (plus the trivial baseline).
-    colour_size: as Translator's (None: its default)."""
+    colour_size: as Translator's."""
     from img2img.batch import save_image
-    from img2img.runtime import COLOUR_SIZE, Translator, to_pil
+    from img2img.runtime import Translator, to_pil
 
-    translator = Translator(model, backend=backend, device=device, colour_size=COLOUR_SIZE if colour_size is None else colour_size)
+    translator = Translator(model, backend=backend, device=device, colour_size=colour_size)
     ev = Evaluation()
     names, inputs, gts = model_inputs(translator, data, ev)
     if not inputs:

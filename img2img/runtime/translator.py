@@ -66,7 +66,7 @@ class Translator:
         tile_overlap: int | None = None,  # pixels shared by neighbouring tiles (default tile // 4)
         shared_stats: bool = True,        # tiles share instance-norm statistics (see _translate_tiled)
         keep_luminance: bool = True,      # colorization: output luma := input grey (see restore_luminance)
-        colour_size: int | None = COLOUR_SIZE,  # colorization with keep_luminance: colour at this short side; 0/None: full size
+        colour_size: int | None = None,   # colorization with keep_luminance: colour at this short side (None: COLOUR_SIZE; 0: full size)
         reuse_memory: bool = False,       # ONNX Runtime: keep activation memory between calls (OrtBackend)
         precision: str = "auto",          # PyTorch on a CPU: auto (bf16 where native) | fp32 | bf16 (TorchBackend)
     ):
@@ -121,7 +121,7 @@ class Translator:
         self.keep_luminance = keep_luminance and self.card.task == "colorization" and self.card.input_channels == 1
         if colour_size is not None and colour_size < 0:
             raise Img2ImgError(f"colour size must be 0 (full size) or a number of pixels, got {colour_size}")
-        self.colour_size = (colour_size or None) if self.keep_luminance else None
+        self.colour_size = ((COLOUR_SIZE if colour_size is None else colour_size) or None) if self.keep_luminance else None
 
     def _choose_backend(self, model: Path, ort_backend: OrtBackend, threads: int | None, precision: str) -> str:
         """backend auto for an .onnx: PyTorch bf16 where runtime/choice.py measures it faster
