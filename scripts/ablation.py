@@ -95,8 +95,8 @@ from img2img.methods import Pix2Pix
 from img2img.metrics import InceptionFeatures, fid_weights_path, paired_scores, psnr, set_scores
 from img2img.nets.generators import GeneratorSpec
 from img2img.nets.layers import UpConv
-from img2img.runtime import COLOUR_SIZE, reflect_pad, restore_luminance
-from img2img.runtime.pixels import resize_to, shrink
+from img2img.runtime import COLOUR_SIZE, reflect_pad
+from img2img.runtime.pixels import colour_under, shrink
 from img2img.train import train
 from ship_model import painting_crops  # the model card's FID/KID target for style models
 
@@ -226,7 +226,7 @@ def translate(net: nn.Module, image: np.ndarray, task: str) -> np.ndarray:
         x = shrink(x, COLOUR_SIZE)
     padded, (top, left) = reflect_pad(x, net.size_multiple, net.min_size)
     out = from_unit(net(torch.from_numpy(to_unit(padded))[None])[0].float().numpy())[top : top + x.shape[0], left : left + x.shape[1]]
-    return restore_luminance(image, resize_to(out, h, w)) if task == "colorization" else out
+    return colour_under(image, out) if task == "colorization" else out
 
 
 def score(preds: list[np.ndarray], photos: list[np.ndarray], features: InceptionFeatures | None,

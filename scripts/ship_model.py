@@ -148,12 +148,13 @@ def measure(main_model: Path, data: Path, out: Path, cyclegan: bool) -> dict[str
     return results
 
 
-def quality_section(task: str, cyclegan: bool, data: Path, results: dict[str, Evaluation], previous: Path | None,
+def quality_section(task: str, cyclegan: bool, data: Path, results: dict[str, Evaluation], previous: dict | None,
                     previous_title: str, remark: str) -> str:
-    """The card's "## Quality" section, up to (not including) the export parity line."""
+    """The card's "## Quality" section, up to (not including) the export parity line; previous:
+    an earlier metrics.json's content, shown under previous_title."""
     scores = "\n\n".join(f"**{k}**\n\n{table(v)}" for k, v in results.items())
     if previous is not None:
-        scores += "\n\n" + previous_text(json.loads(previous.read_text()), previous_title)
+        scores += "\n\n" + previous_text(previous, previous_title)
     return f"""## Quality
 Measured by `scripts/ship_model.py`, which runs `img2img eval --model ... --data ...`{" --ref ..." if cyclegan else ""}:
 {quality_text(cyclegan)} The baseline row scores the model's input itself: {baseline_text(task)}.
@@ -179,11 +180,9 @@ def rescore(folder: Path, data: Path, remark: str) -> None:
     onnx = sorted(folder.glob("*.onnx"))[0]  # AtoB sorts first
     task_card = Translator(onnx, backend="onnx").card
     cyclegan = task_card.method == "cyclegan"
-    with tempfile.TemporaryDirectory() as tmp:
-        before = Path(tmp) / "metrics.json"
-        shutil.copy2(folder / "metrics.json", before)
-        results = measure(onnx, data, folder, cyclegan)
-        section = quality_section(task_card.task, cyclegan, data, results, before, "The same model as scored before", remark)
+    before = json.loads((folder / "metrics.json").read_text())  # measure() writes a new one
+    results = measure(onnx, data, folder, cyclegan)
+    section = quality_section(task_card.task, cyclegan, data, results, before, "The same model as scored before", remark)
     card_path.write_text(card[:start] + section + card[end:])
     print(card_path.read_text())
 
@@ -227,6 +226,7 @@ def main() -> None:
 
     main_model = onnx_files["AtoB"]
     results = measure(main_model, args.data, out, cyclegan)
+    previous = json.loads(args.previous.read_text()) if args.previous is not None else None
 
     sizes = {f.name: f.stat().st_size / 1e6 for f in sorted(out.iterdir()) if f.is_file()}
     m, d, t = cfg.model, cfg.data, cfg.train
@@ -260,7 +260,7 @@ packages ship (no download). It works out of the box in the web UI (`img2img ser
   {m.norm_g} norm; {m.input_nc} -> {m.output_nc} channels. Full config: `{CONFIG_FILE}`.
 - Time and hardware: {args.trained}.
 
-{quality_section(task, cyclegan, args.data, results, args.previous, "The model this one replaces", args.remark)}{PARITY_LINE}: {", ".join(f"{k} {v:.1e}" for k, v in parity.items())}.
+{quality_section(task, cyclegan, args.data, results, previous, "The model this one replaces", args.remark)}{PARITY_LINE}: {", ".join(f"{k} {v:.1e}" for k, v in parity.items())}.
 
 ## Samples
 Held-out photos (not seen in training, from a different source): {"input | output" if cyclegan else "input | output | original"}.

@@ -4,7 +4,7 @@ handling any image needs. Batch file translation is img2img.batch.
   backends.py     ONNX Runtime and PyTorch backends (device choice: img2img.devices)
   onnx_graphs.py  graph rewrites for tiles that share instance-norm statistics
   tiling.py       pad amounts, tile origins, blend weights
-  pixels.py       prepare (PIL -> the model's channels), to_pil, shrink, resize_to, restore_luminance
+  pixels.py       prepare (PIL -> the model's channels), to_pil, shrink, resize_to, colour_under, restore_luminance
   memory.py       tune_for_large_images, release_free_memory: allocator settings for large images, by backend
   translator.py   Translator
 """

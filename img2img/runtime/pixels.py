@@ -61,6 +61,12 @@ def resize_to(u8: np.ndarray, height: int, width: int) -> np.ndarray:
     return to_array(to_pil(u8).resize((width, height), Image.Resampling.BICUBIC))
 
 
+def colour_under(grey: np.ndarray, colours: np.ndarray) -> np.ndarray:
+    """Colorization's result: the network's colours (HxWx3 uint8, any size) enlarged to the HxW
+    grey input's size and put under its luma (restore_luminance)."""
+    return restore_luminance(grey, resize_to(colours, *grey.shape[:2]))
+
+
 def restore_luminance(grey: np.ndarray, rgb: np.ndarray, rows: int = STRIP_ROWS) -> np.ndarray:
     """Give a colorized HxWx3 uint8 image exactly the input's BT.601 luma, keeping its hue.
 

@@ -17,7 +17,7 @@ from img2img.io import from_unit, to_unit
 from img2img.runtime import choice
 from img2img.runtime.backends import Backend, OrtBackend, TorchBackend
 from img2img.runtime.onnx_graphs import LayerStats
-from img2img.runtime.pixels import prepare, resize_to, restore_luminance, shrink, to_pil
+from img2img.runtime.pixels import colour_under, prepare, shrink, to_pil
 from img2img.runtime.tiling import TileGrid, blend_weights, ceil_to, padded_window, reflect_pad, tile_grid
 
 DEFAULT_TILE = 1024  # sides above this are translated in overlapping tiles (bounded memory)
@@ -229,7 +229,7 @@ class Translator:
         to u8's size under u8's own luma; other outputs as they are."""
         if not self.keep_luminance:
             return out
-        return restore_luminance(u8[:, :, 0], resize_to(out, *u8.shape[:2]))
+        return colour_under(u8[:, :, 0], out)
 
     def norm_stats(self, u8: np.ndarray) -> list[LayerStats] | None:
         """The instance-norm statistics of one HxWxC uint8 image, measured as tiling measures
