@@ -48,6 +48,10 @@ class DataConfig(_Section):
     # colorization / sketch: sample photos with weights that move their mean colour onto
     # ImageNet's (few photos lean to one palette, which the model learns as its prior; data/balance.py)
     balance_colour: bool = False
+    # sketch: the share of samples whose drawing is redrawn as pen strokes (hard black lines,
+    # only the stronger edges; data/derived.py pen_lines), for models meant for hand drawings
+    # (not in the presets: docs/evaluation.md)
+    pen_drawings: float = Field(0.0, ge=0.0, le=1.0)
 
 
 class ModelConfig(_Section):
@@ -158,6 +162,8 @@ class RunConfig(_Section):
             raise ValueError(f"data.kind={d.kind} gives 1-channel inputs; set model.input_nc=1")
         if d.balance_colour and d.kind not in ("colorization", "sketch"):
             raise ValueError("data.balance_colour weights the photos of data.kind=colorization or sketch")
+        if d.pen_drawings and d.kind != "sketch":
+            raise ValueError("data.pen_drawings redraws the drawings of data.kind=sketch")
         if self.method == "cyclegan" and d.kind != "unpaired":
             raise ValueError("method cyclegan trains on unpaired data; set data.kind=unpaired")
         if self.method == "cyclegan" and self.model.input_nc != self.model.output_nc:

@@ -31,6 +31,10 @@ Every variant differs from `reference` in one thing (all set explicitly, whateve
                 the sketch and colorization presets' variants with DiffAugment on D's inputs
                 (loss.d_augment=[translation,cutout], Zhao et al. 2020): against D memorizing
                 few photos
+  perceptual_pen
+                the sketch preset with half of the drawings redrawn as pen strokes
+                (data.pen_drawings=0.5): hard lines and empty regions, as a user draws; score
+                with --pen to see it on such drawings
   chroma_fm     colorization: chroma and fm together (a candidate preset)
   chroma_l1_30  colorization: chroma with loss.lambda_l1=30 instead of 100 (more room for the GAN's colours)
   vgg           model.generator=vgg_unet: the encoder starts with the frozen VGG16 blocks 1-4 of
@@ -88,7 +92,7 @@ from torch import nn
 from img2img.card import read_generator_metadata
 from img2img.checkpoint import load_generator
 from img2img.config import load_config
-from img2img.data.derived import luminance, make_sketcher
+from img2img.data.derived import luminance, make_sketcher, pen_lines
 from img2img.data.images import list_images, load_image
 from img2img.io import from_unit, to_unit
 from img2img.methods import Pix2Pix
@@ -143,6 +147,7 @@ VARIANTS = {
     "vgg_chroma_fm_balance_ls": [*COLOUR_PRESET, "loss.label_smoothing=0.1"],
     "vgg_chroma_fm_balance_r1": [*COLOUR_PRESET, "loss.r1_gamma=1"],
     "perceptual_daug": [SKETCH_PRESET, DAUG],
+    "perceptual_pen": [SKETCH_PRESET, "data.pen_drawings=0.5"],
     "local_crops": ["data.min_crop_scale=0.02", "data.max_crop_scale=0.25"],
     "standard": ["loss.gan=vanilla"],
     "no_sn": ["model.spectral_norm=false"],
@@ -290,6 +295,8 @@ def main() -> None:
     p.add_argument("--ngf", type=int, default=16)
     p.add_argument("--eval-size", type=int, default=128)
     p.add_argument("--train-only", action="store_true", help="train the runs, score nothing (for parallel workers)")
+    p.add_argument("--pen", type=float, default=0.0,
+                   help="score sketch variants on pen drawings: the held-out drawings redrawn as strokes at this edge strength (0.5)")
     p.add_argument("--json", type=Path, help="also write the rows here")
     args = p.parse_args()
     log = logging.getLogger("ablation")
@@ -317,6 +324,8 @@ def main() -> None:
         # The drawings the preset trains on (HED since the sketch2photo preset moved to it).
         sketcher = make_sketcher(load_config(PRESET[task], []).data.sketch) if task == "sketch2photo" else None
         inputs = [task_input(task, ph, sketcher) for ph in photos]
+        if task == "sketch2photo" and args.pen:
+            inputs = [pen_lines(x, args.pen) for x in inputs]
         baseline = [x if x.ndim == 3 else np.repeat(x[:, :, None], 3, axis=2) for x in inputs]  # the input itself
         refs = painting(args.data) if task == "style" else None
         rows.append({"task": task, "variant": "baseline (input)", **score(baseline, photos, features, refs)[0]})

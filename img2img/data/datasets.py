@@ -19,7 +19,7 @@ from torch.utils.data import Dataset, DistributedSampler, Sampler
 from img2img import Img2ImgError
 from img2img.config import DataConfig
 from img2img.data.balance import balance_colour
-from img2img.data.derived import SketchCache, Sketcher, file_digest, luminance, make_sketcher
+from img2img.data.derived import PEN_LEVELS, SketchCache, Sketcher, file_digest, luminance, make_sketcher, pen_lines
 from img2img.data.images import ImageReadError, list_images, load_image
 from img2img.io import split_ab
 from img2img.data.transforms import build_transform, compose, geometric_steps, jitter_steps, resize_steps, to_tensor
@@ -151,6 +151,8 @@ class DerivedPairDataset(_Augmented):
                          jitter on B. The crop is rescaled, so hard 1-px lines drawn before it
                          would be thinned or thickened; drawn after, they are as thin as the
                          extractor draws them on any image at inference. (HED: as above, cached.)
+        sketch, data.pen_drawings: that share of the drawings redrawn as pen strokes (pen_lines)
+                         after the crop.
     """
 
     def __init__(self, photos: list[Path], cfg: DataConfig, seed: int, log: logging.Logger,
@@ -200,6 +202,9 @@ class DerivedPairDataset(_Augmented):
             a = self.cache.get(file_digest(data), b) if self.cache is not None else self.sketcher(b)
             out = self._run(self.crop_pair, rng, image=a, target=b)
             a, b = out["image"], self._run(self.jitter, rng, image=out["target"])["image"]
+        if self.cfg.pen_drawings:  # drawn only when set: older runs keep their random stream
+            pen, level = rng.random() < self.cfg.pen_drawings, rng.uniform(*PEN_LEVELS)
+            a = pen_lines(a, level) if pen else a
         return {"A": to_tensor(a), "B": to_tensor(b)}
 
 

@@ -24,6 +24,18 @@ from img2img.io import atomic_write
 SKETCH_CACHE_VERSION = 1
 
 
+# data.pen_drawings redraws a training drawing as pen strokes at an edge strength drawn from this range.
+PEN_LEVELS = (0.3, 0.7)
+
+
+def pen_lines(drawing: np.ndarray, level: float) -> np.ndarray:
+    """Soft lines (uint8, dark on white, darkness = edge strength, as HED draws them) -> pen strokes:
+    black where the edge strength 1 - drawing/255 exceeds level, white elsewhere. A higher level
+    keeps fewer, stronger lines (object outlines before texture), like a drawing made with a pen
+    or on the web UI's canvas: hard, uniform strokes and empty regions."""
+    return np.where(drawing < 255.0 * (1.0 - level), 0, 255).astype(np.uint8)
+
+
 def luminance(rgb: np.ndarray) -> np.ndarray:
     """ITU-R BT.601 luma Y = 0.299 R + 0.587 G + 0.114 B, uint8 HxW."""
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
