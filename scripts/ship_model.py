@@ -203,6 +203,8 @@ def main() -> None:
         return rescore(args.rescore, args.data, args.remark)
     if args.run is None or not (args.name and args.trained and args.command):
         p.error("shipping a run needs RUN, --name, --trained and --command")
+    # Read before the output folder is replaced: --previous may be the metrics.json of the model being replaced.
+    previous = json.loads(args.previous.read_text()) if args.previous is not None else None
     out = args.out or REPO / "checkpoints" / "pretrained" / args.name
     if out.exists():
         shutil.rmtree(out)
@@ -226,7 +228,6 @@ def main() -> None:
 
     main_model = onnx_files["AtoB"]
     results = measure(main_model, args.data, out, cyclegan)
-    previous = json.loads(args.previous.read_text()) if args.previous is not None else None
 
     sizes = {f.name: f.stat().st_size / 1e6 for f in sorted(out.iterdir()) if f.is_file()}
     m, d, t = cfg.model, cfg.data, cfg.train
