@@ -35,6 +35,10 @@ Every variant differs from `reference` in one thing (all set explicitly, whateve
                 the sketch preset with half of the drawings redrawn as pen strokes
                 (data.pen_drawings=0.5): hard lines and empty regions, as a user draws; score
                 with --pen to see it on such drawings
+  l1_10000, perceptual_l1_10000
+                sketch2photo: loss.lambda_l1=10000 (with loss.lambda_perceptual=100): nearly pure
+                regression, the GAN term at 1e-4 of the L1 term (Adam's steps hardly depend on
+                the loss's scale): how much PSNR fidelity alone can reach
   chroma_fm     colorization: chroma and fm together (a candidate preset)
   chroma_l1_30  colorization: chroma with loss.lambda_l1=30 instead of 100 (more room for the GAN's colours)
   vgg           model.generator=vgg_unet: the encoder starts with the frozen VGG16 blocks 1-4 of
@@ -135,6 +139,8 @@ VARIANTS = {
     "chroma_l1_30": ["loss.l1_space=chroma", "loss.lambda_l1=30"],
     "l1_1000": ["loss.lambda_l1=1000"],
     "perceptual_l1_1000": ["loss.lambda_l1=1000", "loss.lambda_perceptual=10"],
+    "l1_10000": ["loss.lambda_l1=10000"],
+    "perceptual_l1_10000": ["loss.lambda_l1=10000", "loss.lambda_perceptual=100"],
     "vgg": ["model.generator=vgg_unet"],
     "vgg_chroma_fm": ["model.generator=vgg_unet", "loss.l1_space=chroma", "loss.lambda_fm=10"],
     "vgg_chroma_fm_rebalance": ["model.generator=vgg_unet", "loss.l1_space=chroma", "loss.lambda_fm=10",

@@ -15,6 +15,7 @@ from conftest import save_run
 from img2img.cli import app
 from img2img.data.derived import luminance
 from img2img.metrics import fid_weights_path, psnr
+from img2img.runtime import Translator
 
 PHOTOS = {"astronaut": data.astronaut(), "coffee": data.coffee(), "chelsea": data.chelsea(), "rocket": data.rocket()}
 
@@ -146,6 +147,13 @@ def test_model_translates_and_scores_with_baseline(folders, tmp_path):
     assert json.loads(again.read_text())["rows"][0]["psnr"] == pytest.approx(rows["model"]["psnr"])
     assert not math.isinf(rows["model"]["psnr"])
     assert "--model needs --data" in str(invoke("--model", str(tmp_path / "run")).exception)
+    # The outputs are the Translator's, flip-averaged by default for colorization; --no-flip-average: one pass.
+    single = tmp_path / "single"
+    assert invoke("--model", str(tmp_path / "run"), "--data", str(gt), "--save", str(single), "--no-fid", "--no-flip-average").exit_code == 0
+    for folder, flip in ((saved, True), (single, False)):
+        t = Translator(tmp_path / "run", flip_average=flip)
+        for name, a in photos.items():
+            assert np.array_equal(np.asarray(Image.open(folder / f"{name}.png")), t.translate_arrays([luminance(a)[:, :, None]])[0])
 
 
 @pytest.mark.parametrize("layout", ["A/B folders", "AB side by side"])

@@ -88,6 +88,18 @@ def test_colorization_colours_closer_to_the_truth_at_the_training_scale():
     assert errors[at_scale] < errors[at_full] - 1, errors
 
 
+def test_colorization_flip_average_colours_closer_to_the_truth():
+    """The mean of the colours for a photo and for its mirror image (the default for
+    colorization) is nearer the originals' colours than one pass (docs/evaluation.md: +0.28 dB
+    PSNR, better FID and KID on the 18 held-out photos)."""
+    model = CHECKPOINTS / "colorization" / "colorization.onnx"
+    averaged, single = Translator(model), Translator(model, flip_average=False)
+    photos = [getattr(data, n)() for n in ("astronaut", "chelsea", "coffee", "rocket")]
+    errors = {t: np.mean([chroma_error(t.translate_arrays([luminance(p)[:, :, None]])[0], p) for p in photos])
+              for t in (averaged, single)}  # fmt: skip
+    assert errors[averaged] < errors[single], errors
+
+
 def test_sketch2photo_and_style_translate_held_out_photos():
     sketch_model = Translator(CHECKPOINTS / "sketch2photo" / "sketch2photo.onnx")
     style = Translator(CHECKPOINTS / "starry_night" / "starry_night_AtoB.onnx")

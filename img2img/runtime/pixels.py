@@ -61,6 +61,12 @@ def resize_to(u8: np.ndarray, height: int, width: int) -> np.ndarray:
     return to_array(to_pil(u8).resize((width, height), Image.Resampling.BICUBIC))
 
 
+def mirror_mean(u8: np.ndarray, mirrored: np.ndarray) -> np.ndarray:
+    """The mean of an HxWxC uint8 output and the output for the mirror image (left-right), the
+    latter flipped back: the test-time flip average (rounded half up)."""
+    return ((u8.astype(np.uint16) + mirrored[:, ::-1] + 1) >> 1).astype(np.uint8)
+
+
 def colour_under(grey: np.ndarray, colours: np.ndarray) -> np.ndarray:
     """Colorization's result: the network's colours (HxWx3 uint8, any size) enlarged to the HxW
     grey input's size and put under its luma (restore_luminance)."""
