@@ -104,7 +104,7 @@ from img2img.metrics import InceptionFeatures, fid_weights_path, paired_scores, 
 from img2img.nets.generators import GeneratorSpec
 from img2img.nets.layers import UpConv
 from img2img.runtime import COLOUR_SIZE, reflect_pad
-from img2img.runtime.pixels import colour_under, shrink
+from img2img.runtime.pixels import colour_under, mirror_mean, shrink
 from img2img.train import train
 from ship_model import painting_crops  # the model card's FID/KID target for style models
 
@@ -229,15 +229,19 @@ def task_input(task: str, photo: np.ndarray, sketcher) -> np.ndarray:  # noqa: A
 @torch.inference_mode()
 def translate(net: nn.Module, image: np.ndarray, task: str) -> np.ndarray:
     """As the runtime does it, one image (H x W grey or H x W x 3) per forward, reflect-padded to
-    the net's stride and cropped back: colorization colours a copy at COLOUR_SIZE and keeps the
-    input's luma (runtime/translator.py)."""
+    the net's stride and cropped back: colorization colours a copy at COLOUR_SIZE, averages it
+    with its mirror image's colours (flip_average) and keeps the input's luma (runtime/translator.py).
+    (Colorization rows before 2026-12-04's thirteenth session were scored without the mirror image.)"""
+
+    def run(x: np.ndarray) -> np.ndarray:
+        padded, (top, left) = reflect_pad(x, net.size_multiple, net.min_size)
+        return from_unit(net(torch.from_numpy(to_unit(padded))[None])[0].float().numpy())[top : top + x.shape[0], left : left + x.shape[1]]
+
     h, w = image.shape[:2]
-    x = image.reshape(h, w, -1)
-    if task == "colorization":
-        x = shrink(x, COLOUR_SIZE)
-    padded, (top, left) = reflect_pad(x, net.size_multiple, net.min_size)
-    out = from_unit(net(torch.from_numpy(to_unit(padded))[None])[0].float().numpy())[top : top + x.shape[0], left : left + x.shape[1]]
-    return colour_under(image, out) if task == "colorization" else out
+    if task != "colorization":
+        return run(image.reshape(h, w, -1))
+    x = shrink(image.reshape(h, w, 1), COLOUR_SIZE)
+    return colour_under(image, mirror_mean(run(x), run(np.ascontiguousarray(x[:, ::-1]))))
 
 
 def score(preds: list[np.ndarray], photos: list[np.ndarray], features: InceptionFeatures | None,
