@@ -6,7 +6,7 @@ first row; the others are oracles that know part of the photo.
 
 Rows, each the mean PSNR over the photos of DATA/heldout and of DATA/photos/test:
   the training photos' mean colour       one constant colour for every photo and pixel
-  each photo's own mean luma             that photo's mean brightness, the training mean chroma
+  each photo's own mean grey level       that photo's mean of R, G and B, with the training mean's chroma
   each photo's own mean colour           that photo's mean colour
   each photo blurred (Gaussian, 16 px)   its layout of light and colour, no detail
 """
@@ -32,8 +32,8 @@ def guesses(photo: Image.Image, train_mean: np.ndarray) -> dict[str, np.ndarray]
     own = rgb.reshape(-1, 3).mean(0)
     return {
         "the training photos' mean colour": constant(train_mean, rgb.shape),
-        # The same grey level added to R, G and B moves the luma by that much and keeps Cb, Cr.
-        "each photo's own mean luma, the training mean chroma": constant(train_mean - train_mean.mean() + own.mean(), rgb.shape),
+        # The same level added to R, G and B moves the luma by as much and keeps Cb and Cr.
+        "each photo's own mean grey level, the training mean's chroma": constant(train_mean - train_mean.mean() + own.mean(), rgb.shape),
         "each photo's own mean colour": constant(own, rgb.shape),
         "each photo blurred (Gaussian, 16 px)": np.asarray(photo.filter(ImageFilter.GaussianBlur(16))),
     }
