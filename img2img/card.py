@@ -41,6 +41,11 @@ class ModelCard:
 
     _INT_FIELDS = ("input_channels", "output_channels", "size_multiple", "min_size", "train_size")
 
+    @property
+    def takes_colour_hints(self) -> bool:
+        """A sketch model trained with data.colour_hints: RGB drawings that may carry colour marks."""
+        return self.task == "sketch2photo" and self.input_channels == 3
+
     def to_metadata(self) -> dict[str, str]:
         return {k: str(v) for k, v in asdict(self).items()}
 

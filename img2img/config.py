@@ -52,6 +52,15 @@ class DataConfig(_Section):
     # only the stronger edges; data/derived.py pen_lines), for models meant for hand drawings
     # (not in the presets: docs/evaluation.md)
     pen_drawings: float = Field(0.0, ge=0.0, le=1.0)
+    # sketch: RGB inputs, the drawing with marks of the photo's own colours painted on it
+    # (data/derived.py colour_hints): the user steers the colours with a brush (model.input_nc=3)
+    colour_hints: bool = False
+
+
+    @property
+    def input_channels(self) -> int:
+        """colorization and sketch: the channels of the inputs derived from a photo."""
+        return 3 if self.colour_hints else 1
 
 
 class ModelConfig(_Section):
@@ -158,8 +167,11 @@ class RunConfig(_Section):
         if d.crop_size % stride or d.crop_size < min_size:
             hint = f"a multiple of {stride}" + (", or lower model.num_downs (7 for 128 px)" if m.generator != "resnet" else "")
             raise ValueError(f"data.crop_size={d.crop_size} must be {hint}: the {m.generator} generator's total stride is {stride}")
-        if d.kind in ("colorization", "sketch") and self.model.input_nc != 1:
-            raise ValueError(f"data.kind={d.kind} gives 1-channel inputs; set model.input_nc=1")
+        if d.kind in ("colorization", "sketch") and self.model.input_nc != d.input_channels:
+            raise ValueError(f"data.kind={d.kind}{' with data.colour_hints' if d.colour_hints else ''} gives "
+                             f"{d.input_channels}-channel inputs; set model.input_nc={d.input_channels}")
+        if d.colour_hints and d.kind != "sketch":
+            raise ValueError("data.colour_hints paints colour marks onto the drawings of data.kind=sketch")
         if d.balance_colour and d.kind not in ("colorization", "sketch"):
             raise ValueError("data.balance_colour weights the photos of data.kind=colorization or sketch")
         if d.pen_drawings and d.kind != "sketch":

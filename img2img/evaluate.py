@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,7 +29,7 @@ import numpy as np
 
 from img2img import Img2ImgError
 from img2img.data.datasets import paired_sources
-from img2img.data.derived import luminance, make_sketcher
+from img2img.data.derived import colour_hints, luminance, make_sketcher
 from img2img.data.images import ImageReadError, list_images, load_image
 from img2img.io import split_ab
 from img2img.metrics import FID_INSTALL, InceptionFeatures, fid_weights_path, paired_scores, set_scores
@@ -161,14 +162,28 @@ def _model_channels(rgb: np.ndarray, channels: int) -> np.ndarray:
     return rgb if channels == 3 else luminance(rgb)[:, :, None]
 
 
-def model_inputs(translator: Translator, data: Path, ev: Evaluation) -> tuple[list[str], list[np.ndarray], list[np.ndarray] | None]:
-    """(names, model inputs HxWxC uint8, ground truth or None) for the model card's task."""
+def hinted(drawing: np.ndarray, photo: np.ndarray, hints: int, name: str) -> np.ndarray:
+    """The drawing with `hints` colour marks of the photo (colour_hints), placed by a generator
+    seeded with the image's name: the same marks on every run, whatever else is in the folder."""
+    return colour_hints(drawing, photo, hints, np.random.default_rng(zlib.crc32(name.encode())))
+
+
+def model_inputs(translator: Translator, data: Path, ev: Evaluation,
+                 hints: int = 0) -> tuple[list[str], list[np.ndarray], list[np.ndarray] | None]:
+    """(names, model inputs HxWxC uint8, ground truth or None) for the model card's task.
+    hints: colour marks from each photo on its drawing, for sketch models trained with them."""
     card = translator.card
+    if hints and not card.takes_colour_hints:
+        raise Img2ImgError(f"the {card.task} model {card.name!r} takes no colour hints (models trained with "
+                           f"data.colour_hints do); leave out --hints")
     if card.task in ("colorization", "sketch2photo", "style"):
         photos = _read(list(_by_stem(data).values()), ev)  # path -> array
         names = [str(p.relative_to(data)) for p in photos]
         if card.task == "style":
             return names, [_model_channels(a, card.input_channels) for a in photos.values()], None
+        if card.takes_colour_hints:
+            sketch = make_sketcher(card.run_config().data.sketch)
+            return names, [hinted(sketch(a), a, hints, n) for n, a in zip(names, photos.values())], list(photos.values())
         derive = luminance if card.task == "colorization" else make_sketcher(card.run_config().data.sketch)
         return names, [derive(a)[:, :, None] for a in photos.values()], list(photos.values())
     # paired: data/A + data/B with the same names, or data/AB side by side.
@@ -192,15 +207,15 @@ def model_inputs(translator: Translator, data: Path, ev: Evaluation) -> tuple[li
 
 def evaluate_model(model: Path, data: Path, ref: Path | None = None, fid: bool = True, backend: str = "auto",
                    device: str = "auto", save: Path | None = None, log: logging.Logger | None = None,
-                   colour_size: int | None = None, flip_average: bool | None = None) -> Evaluation:
+                   colour_size: int | None = None, flip_average: bool | None = None, hints: int = 0) -> Evaluation:
     """Translate the images of data with model and score them (plus the trivial baseline).
-    colour_size, flip_average: as Translator's."""
+    colour_size, flip_average: as Translator's; hints: as model_inputs'."""
     from img2img.batch import save_image
     from img2img.runtime import Translator, to_pil
 
     translator = Translator(model, backend=backend, device=device, colour_size=colour_size, flip_average=flip_average)
     ev = Evaluation()
-    names, inputs, gts = model_inputs(translator, data, ev)
+    names, inputs, gts = model_inputs(translator, data, ev, hints)
     if not inputs:
         raise Img2ImgError(f"no readable images in {data}")
     refs = _read_set(ref, ev) if ref is not None else None

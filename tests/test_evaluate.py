@@ -200,3 +200,33 @@ def test_sketch_model_derives_its_inputs_with_the_cards_extractor(tmp_path):
     sketch = make_sketcher("canny")
     expected = [psnr(np.repeat(sketch(a)[:, :, None], 3, 2), a) for a in arrays]
     assert baseline["psnr"] == pytest.approx(np.mean(expected))
+
+
+def test_hints_mark_each_drawing_with_its_photos_colours_and_need_a_model_that_takes_them(tmp_path):
+    """--hints N paints N marks of each photo's colours on its drawing (placed by the file
+    name, so every run scores the same inputs); models trained without hints refuse it."""
+    from img2img.data.derived import make_sketcher
+    from img2img.evaluate import hinted
+
+    save_run(tmp_path / "run", ["model.ngf=4", "model.num_downs=3", "data.sketch=canny", "data.colour_hints=true",
+                                "model.input_nc=3"], preset="sketch2photo")  # fmt: skip
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    arrays = {}
+    for name, img in PHOTOS.items():
+        arrays[f"{name}.png"] = np.asarray(Image.fromarray(img).resize((48, 40)))
+        Image.fromarray(arrays[f"{name}.png"]).save(photos / f"{name}.png")
+    sketch = make_sketcher("canny")
+    rows = {}
+    for hints in (0, 6):
+        out = tmp_path / f"h{hints}.json"
+        r = invoke("--model", str(tmp_path / "run"), "--data", str(photos), "--hints", str(hints), "--json", str(out), "--no-fid")
+        assert r.exit_code == 0, r.output
+        rows[hints] = {row["name"]: row for row in json.loads(out.read_text())["rows"]}
+        expected = [psnr(hinted(sketch(a), a, hints, n), a) for n, a in sorted(arrays.items())]
+        assert rows[hints]["baseline (input)"]["psnr"] == pytest.approx(np.mean(expected))
+    assert rows[6]["baseline (input)"]["psnr"] > rows[0]["baseline (input)"]["psnr"]  # marks of the true colours
+    assert rows[6]["model"]["psnr"] != rows[0]["model"]["psnr"]  # the model sees them
+    save_run(tmp_path / "plain", ["model.ngf=4", "model.num_downs=3", "data.sketch=canny"], preset="sketch2photo")
+    r = invoke("--model", str(tmp_path / "plain"), "--data", str(photos), "--hints", "2", "--no-fid")
+    assert r.exit_code != 0 and "takes no colour hints" in str(r.exception)

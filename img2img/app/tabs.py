@@ -37,6 +37,10 @@ CANVAS_SIZE = (512, 512)  # (width, height) of the drawing canvas, and so of a d
 # The canvas component's height: the 512 px canvas plus its toolbar, so it opens at about 100 %
 # zoom in a half-page column instead of shrunk to fit Gradio's default height.
 CANVAS_HEIGHT = 620
+LINE_COLOURS = ["#000000", "#555555"]  # the canvas's pens for lines
+# Sketch models with colour hints (ModelCard.takes_colour_hints): a starting palette of common
+# photo colours (sky, foliage, grass, earth, brick, sand, skin, water); a picker offers any other.
+HINT_COLOURS = ["#7fa7d9", "#3f6b2a", "#7a9a3a", "#6b4a2b", "#a0442c", "#d9c48f", "#e0b49a", "#2f5f7f"]
 
 
 @dataclass(frozen=True)
@@ -293,7 +297,8 @@ def card_markdown(group: ModelGroup | None, direction: str | None, models_dir: P
         ("Model", f"**{group.name}**: {c.method}, {c.arch} generator"),
         ("Maps", f.route.label + (f" (also exported: {', '.join(others)})" if others else "")),
         ("Task", f"{c.task}, direction {c.direction}"),
-        ("Input → output", f"{channel_name(c.input_channels)} → {channel_name(c.output_channels)}"),
+        ("Input → output", f"{channel_name(c.input_channels)}{' (a drawing with colour hints)' if c.takes_colour_hints else ''} "
+                           f"→ {channel_name(c.output_channels)}"),
         ("Trained on", f"{c.train_size} px crops (works best at that scale)"),
         ("Normalization", c.normalization),
         ("File", f"`{where}` (img2img {c.img2img_version})"),
@@ -340,6 +345,14 @@ def build_tab(spec: TabSpec, groups: list[ModelGroup], examples: list[Path], ser
     limits, models_dir = serving.limits, serving.models_dir
 
     gr.Markdown(spec.summary, elem_id=f"{spec.key}-summary")
+    hints = any(f.card.takes_colour_hints for g in groups for f in g.files.values())
+    if hints:
+        gr.Markdown(
+            "**Colour hints.** Paint strokes of colour onto the drawing (on your file, or with a wide brush on the "
+            "canvas): the model takes their colour and brightness for the regions they touch. Without any, it "
+            "chooses the colours itself.",
+            elem_id=f"{spec.key}-hints",
+        )  # fmt: skip
     if first is None:
         gr.Markdown(
             f"### No {spec.title.lower()} model yet\nNo exported model for this tab was found in `{models_dir}`. "
@@ -387,8 +400,10 @@ def build_tab(spec: TabSpec, groups: list[ModelGroup], examples: list[Path], ser
                         with gr.Tab("Draw"):
                             pad = gr.Sketchpad(
                                 value=_blank_canvas(), type="pil", image_mode="RGB",
-                                label="Draw dark lines (undo and eraser in the toolbar)",
-                                brush=gr.Brush(default_size=3, colors=["#000000", "#555555"], color_mode="fixed"),
+                                label="Draw dark lines" + (", then paint colours with a wide brush" if hints else "")
+                                      + " (undo and eraser in the toolbar)",
+                                brush=gr.Brush(default_size=3, colors=LINE_COLOURS + (HINT_COLOURS if hints else []),
+                                               color_mode="defaults" if hints else "fixed"),
                                 eraser=gr.Eraser(default_size=12), canvas_size=CANVAS_SIZE, height=CANVAS_HEIGHT,
                                 layers=False, transforms=(), elem_id=f"{spec.key}-pad", elem_classes=["img2img-canvas"],
                             )  # fmt: skip

@@ -19,7 +19,8 @@ from torch.utils.data import Dataset, DistributedSampler, Sampler
 from img2img import Img2ImgError
 from img2img.config import DataConfig
 from img2img.data.balance import balance_colour
-from img2img.data.derived import PEN_LEVELS, SketchCache, Sketcher, file_digest, luminance, make_sketcher, pen_lines
+from img2img.data.derived import (PEN_LEVELS, SketchCache, Sketcher, colour_hints, file_digest, hint_count, luminance,
+                                  make_sketcher, pen_lines)
 from img2img.data.images import ImageReadError, list_images, load_image
 from img2img.io import split_ab
 from img2img.data.transforms import build_transform, compose, geometric_steps, jitter_steps, resize_steps, to_tensor
@@ -153,6 +154,7 @@ class DerivedPairDataset(_Augmented):
                          extractor draws them on any image at inference. (HED: as above, cached.)
         sketch, data.pen_drawings: that share of the drawings redrawn as pen strokes (pen_lines)
                          after the crop.
+        sketch, data.colour_hints: the drawing in RGB with marks of B's colours (colour_hints).
     """
 
     def __init__(self, photos: list[Path], cfg: DataConfig, seed: int, log: logging.Logger,
@@ -205,6 +207,8 @@ class DerivedPairDataset(_Augmented):
         if self.cfg.pen_drawings:  # drawn only when set: older runs keep their random stream
             pen, level = rng.random() < self.cfg.pen_drawings, rng.uniform(*PEN_LEVELS)
             a = pen_lines(a, level) if pen else a
+        if self.cfg.colour_hints:  # marks of the target's own colours, after its jitter: they agree
+            a = colour_hints(a, b, hint_count(rng), rng)
         return {"A": to_tensor(a), "B": to_tensor(b)}
 
 

@@ -36,6 +36,41 @@ def pen_lines(drawing: np.ndarray, level: float) -> np.ndarray:
     return np.where(drawing < 255.0 * (1.0 - level), 0, 255).astype(np.uint8)
 
 
+# Colour hints (data.colour_hints): marks of the photo's own colours painted onto its drawing, as
+# a user paints strokes onto a sketch (Sangkloy et al. 2017, "Scribbler"; sparse hints as in Zhang
+# et al. 2017, "Real-time user-guided image colorization"). A mark is a round brush stroke of
+# radius HINT_RADIUS x the short side and length 0..HINT_LENGTH radii, in the mean colour of the
+# photo under it. Training draws no marks in HINT_NONE of the samples (the model still works on a
+# bare drawing), else a geometric number with mean HINT_MEAN.
+HINT_RADIUS = (0.015, 0.04)
+HINT_LENGTH = 8.0
+HINT_NONE = 0.25
+HINT_MEAN = 8
+
+
+def hint_count(rng: np.random.Generator) -> int:
+    """The number of colour marks on one training drawing."""
+    return 0 if rng.random() < HINT_NONE else int(rng.geometric(1.0 / HINT_MEAN))
+
+
+def colour_hints(drawing: np.ndarray, photo: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """A line drawing (HxW uint8) -> HxWx3 uint8: the drawing in RGB (grey lines, R = G = B) with n
+    colour marks of the HxWx3 photo painted on it (later marks over earlier ones)."""
+    out = np.repeat(drawing[:, :, None], 3, axis=2)
+    h, w = drawing.shape
+    mask = np.zeros((h, w), np.uint8)
+    for _ in range(n):
+        r = max(1, round(rng.uniform(*HINT_RADIUS) * min(h, w)))
+        x0, y0 = rng.uniform(0, w), rng.uniform(0, h)
+        angle, length = rng.uniform(0, 2 * np.pi), rng.uniform(0, HINT_LENGTH) * r
+        x1, y1 = np.clip(x0 + length * np.cos(angle), 0, w - 1), np.clip(y0 + length * np.sin(angle), 0, h - 1)
+        mask[:] = 0
+        cv2.line(mask, (int(x0), int(y0)), (int(x1), int(y1)), 1, thickness=2 * r, lineType=cv2.LINE_8)
+        inside = mask.astype(bool)
+        out[inside] = (photo[inside].mean(axis=0) + 0.5).astype(np.uint8)
+    return out
+
+
 def luminance(rgb: np.ndarray) -> np.ndarray:
     """ITU-R BT.601 luma Y = 0.299 R + 0.587 G + 0.114 B, uint8 HxW."""
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
