@@ -76,7 +76,8 @@ def generator_shape(arch: str, kwargs: dict[str, Any]) -> str:
     if arch == "resnet":
         return f"{kwargs.get('n_blocks')} residual blocks"
     trunk = f" (the first {kwargs['trunk_blocks'] - 1} in a frozen VGG16 trunk)" if arch == "vgg_unet" else ""
-    return f"{kwargs.get('num_downs')} downsamplings{trunk}"
+    wash = ", colour marks spread over the image" if kwargs.get("hint_wash") else ""
+    return f"{kwargs.get('num_downs')} downsamplings{trunk}{wash}"
 
 
 def describe(method: str, name: str, arch: str, kwargs: dict[str, Any], task: str, direction: str,

@@ -79,6 +79,9 @@ class ModelConfig(_Section):
     n_layers_d: int = Field(3, ge=1)
     num_scales_d: int = Field(1, ge=1)  # multi-scale D (pix2pixHD): PatchGANs at 1, 1/2, 1/4 ... scale
     spectral_norm: bool = True
+    # unet with data.colour_hints: the generator also sees the marks' colours spread over the
+    # image (nets/layers.py HintWash), so that a few marks can colour whole regions
+    hint_wash: bool = False
 
     def generator_spec(self) -> "GeneratorSpec":
         """The generator this config describes (input_nc -> output_nc), as constructor arguments."""
@@ -90,7 +93,7 @@ class ModelConfig(_Section):
             return GeneratorSpec("resnet", {**common, "n_blocks": self.n_blocks})
         if self.generator == "vgg_unet":
             return GeneratorSpec("vgg_unet", {**common, "num_downs": self.num_downs, "trunk_blocks": self.vgg_blocks})
-        return GeneratorSpec("unet", {**common, "num_downs": self.num_downs})
+        return GeneratorSpec("unet", {**common, "num_downs": self.num_downs, "hint_wash": self.hint_wash})
 
 
 class LossConfig(_Section):
@@ -172,6 +175,8 @@ class RunConfig(_Section):
                              f"{d.input_channels}-channel inputs; set model.input_nc={d.input_channels}")
         if d.colour_hints and d.kind != "sketch":
             raise ValueError("data.colour_hints paints colour marks onto the drawings of data.kind=sketch")
+        if m.hint_wash and (m.generator != "unet" or not d.colour_hints):
+            raise ValueError("model.hint_wash spreads colour marks: it needs model.generator=unet and data.colour_hints=true")
         if d.balance_colour and d.kind not in ("colorization", "sketch"):
             raise ValueError("data.balance_colour weights the photos of data.kind=colorization or sketch")
         if d.pen_drawings and d.kind != "sketch":

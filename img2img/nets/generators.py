@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from img2img.data.hed import VGG_BLOCKS, bgr_mean, load_hed, unit_to_caffe, vgg_blocks
-from img2img.nets.layers import UpConv, check_size, init_weights, norm_layer
+from img2img.nets.layers import HINT_CELL, HintWash, UpConv, check_size, init_weights, norm_layer
 
 
 class ResnetBlock(nn.Module):
@@ -155,16 +155,21 @@ class UnetGenerator(nn.Module):
         norm: str = "batch",        # batch | instance | none
         dropout: float = 0.5,       # dropout in the ngf*8 decoder levels (pix2pix's noise source)
         upsample: str = "nearest",  # nearest | bilinear
+        hint_wash: bool = False,    # RGB drawings with colour marks: also see the marks spread (HintWash)
     ):
         super().__init__()
         if num_downs < 2:
             raise ValueError(f"UnetGenerator needs num_downs >= 2, got {num_downs}")
+        if hint_wash and (in_channels != 3 or 2**num_downs % HINT_CELL):
+            raise ValueError(f"UnetGenerator's hint_wash takes RGB drawings (in_channels 3) and num_downs >= "
+                             f"{HINT_CELL.bit_length() - 1}, got in_channels {in_channels}, num_downs {num_downs}")
         self.spec = GeneratorSpec.capture(self, locals())
         self.size_multiple, self.min_size = self.size_rules(num_downs)
         bias = norm != "batch"
         widths = [min(ngf * 2**i, ngf * 8) for i in range(num_downs)]  # encoder output widths
+        self.wash = HintWash() if hint_wash else None
         self.downs = nn.ModuleList()
-        prev = in_channels
+        prev = in_channels + (4 if hint_wash else 0)
         for i, w in enumerate(widths):
             layers: list[nn.Module] = [] if i == 0 else [nn.LeakyReLU(0.2, True)]
             layers.append(nn.Conv2d(prev, w, 4, stride=2, padding=1, bias=bias or i == 0))
@@ -189,6 +194,8 @@ class UnetGenerator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_size(x, self.size_multiple, type(self).__name__)
+        if self.wash is not None:
+            x = torch.cat([x, self.wash(x)], dim=1)
         skips = []
         for down in self.downs:
             x = down(x)
