@@ -162,22 +162,26 @@ def _drawing_with_marks(name: str, size: int, marks: int, seed: int) -> tuple[to
     return torch.from_numpy(a).permute(2, 0, 1)[None].float() / 127.5 - 1, rgb
 
 
-def test_hint_wash_ignores_grey_lines_and_spreads_the_marks_colours():
+def test_hint_wash_keeps_the_lines_and_spreads_the_marks_colours():
     bare, _ = _drawing_with_marks("coffee", 128, 0, 0)
     out = HintWash()(bare)
-    assert out.shape == (1, 4, 128, 128)
-    assert torch.equal(out[:, :3], torch.zeros(1, 3, 128, 128)) and torch.equal(out[:, 3], -torch.ones(1, 128, 128))  # mid-grey, no coverage
+    assert out.shape == (1, 5, 128, 128)
+    assert torch.allclose(out[:, :1], bare[:, :1], atol=1e-6)  # the lines as they were (R = G = B)
+    assert torch.equal(out[:, 1:4], torch.zeros(1, 3, 128, 128)) and torch.equal(out[:, 4], -torch.ones(1, 128, 128))  # mid-grey, no coverage
 
     one, _ = _drawing_with_marks("coffee", 128, 1, 3)
     out = HintWash()(one)
-    colour = one[0, :, (one[0] != one[0, :1]).any(dim=0)][:, 0]  # the mark's colour (where R, G, B differ)
-    assert torch.allclose(out[0, :3], colour[:, None, None].expand(3, 128, 128), atol=1e-4)  # one mark colours all
-    assert out[0, 3].min() < out[0, 3].max() - 0.2  # coverage falls off away from it
+    mark = (one[0] != one[0, :1]).any(dim=0)  # where R, G and B differ
+    colour = one[0, :, mark][:, 0]
+    assert torch.allclose(out[0, 1:4], colour[:, None, None].expand(3, 128, 128), atol=1e-4)  # one mark colours all
+    assert out[0, 4].min() < out[0, 4].max() - 0.2  # coverage falls off away from it
+    assert torch.equal(out[0, 0, mark], torch.ones(int(mark.sum())))  # the mark is out of the lines: white
+    assert torch.allclose(out[0, 0, ~mark], bare[0, 0, ~mark], atol=1e-6)  # the lines elsewhere as they were
 
     gains = []  # eight marks: the wash is a blurred guess of the photo, closer to it than mid-grey
     for name in ("astronaut", "chelsea", "coffee", "rocket"):
         x, rgb = _drawing_with_marks(name, 128, 8, 1)
-        wash = ((HintWash()(x)[0, :3].permute(1, 2, 0) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
+        wash = ((HintWash()(x)[0, 1:4].permute(1, 2, 0) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
         gains.append(psnr(wash, rgb) - psnr(np.full_like(rgb, 128), rgb))
     assert min(gains) > 0 and np.mean(gains) > 2  # dB (0.4 on the astronaut's white suit on black, 7.5 on the rocket's sky)
 
@@ -193,7 +197,7 @@ def test_hint_wash_computes_in_float32_under_bf16_autocast():
 def test_unet_with_hint_wash_sees_the_marks_spread():
     g = UnetGenerator(3, 3, num_downs=5, ngf=4, hint_wash=True).eval()
     x, _ = _drawing_with_marks("chelsea", 64, 8, 0)
-    assert g(x).shape == (1, 3, 64, 64) and g.downs[0][0].in_channels == 7  # RGB + wash RGB + coverage
+    assert g(x).shape == (1, 3, 64, 64) and g.downs[0][0].in_channels == 5  # lines, wash RGB, coverage
     assert GeneratorSpec.from_json(g.spec.to_json()).kwargs["hint_wash"] is True
     older = GeneratorSpec.from_json('{"arch": "unet", "kwargs": {"in_channels": 3, "num_downs": 5}}')
     assert older.kwargs["hint_wash"] is False  # files from before the option build as they were

@@ -155,7 +155,7 @@ class UnetGenerator(nn.Module):
         norm: str = "batch",        # batch | instance | none
         dropout: float = 0.5,       # dropout in the ngf*8 decoder levels (pix2pix's noise source)
         upsample: str = "nearest",  # nearest | bilinear
-        hint_wash: bool = False,    # RGB drawings with colour marks: also see the marks spread (HintWash)
+        hint_wash: bool = False,    # RGB drawings with colour marks: see the lines and the marks spread apart (HintWash)
     ):
         super().__init__()
         if num_downs < 2:
@@ -169,7 +169,7 @@ class UnetGenerator(nn.Module):
         widths = [min(ngf * 2**i, ngf * 8) for i in range(num_downs)]  # encoder output widths
         self.wash = HintWash() if hint_wash else None
         self.downs = nn.ModuleList()
-        prev = in_channels + (4 if hint_wash else 0)
+        prev = HintWash.channels if hint_wash else in_channels
         for i, w in enumerate(widths):
             layers: list[nn.Module] = [] if i == 0 else [nn.LeakyReLU(0.2, True)]
             layers.append(nn.Conv2d(prev, w, 4, stride=2, padding=1, bias=bias or i == 0))
@@ -195,7 +195,7 @@ class UnetGenerator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_size(x, self.size_multiple, type(self).__name__)
         if self.wash is not None:
-            x = torch.cat([x, self.wash(x)], dim=1)
+            x = self.wash(x)
         skips = []
         for down in self.downs:
             x = down(x)

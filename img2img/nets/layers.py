@@ -108,23 +108,26 @@ class UpConv(nn.Sequential):
 #
 # A drawing with colour hints is RGB: grey lines (R = G = B) with marks of colour painted on it
 # (data/derived.py colour_hints; the web UI's brush). A mark tells the colour of its region, but
-# a U-Net learns to carry it that far only slowly (docs/evaluation.md, "Colour hints"). So the
-# generator also sees each pixel's hint colour spread from the marks around it:
+# a U-Net learns to carry it that far only slowly, and it copies the marks' strokes into the
+# photo (docs/evaluation.md, "Colour hints"). So the generator sees the lines and the marks apart:
 #   m = clamp((255 chroma - 2) / 6, 0, 1), chroma = max(R, G, B) - min(R, G, B): the marks
-#       (grey lines, chroma 0, are not; a mark as grey as a line is lost to the wash only)
+#       (grey lines, chroma 0, are not; a mark as grey as a line stays a line)
+#   lines = (1 - m) grey + m: the drawing with the marks taken out (white where they were)
 #   wash = (G * (m rgb) + eps g) / (G * m + eps),  coverage = G * m / (G * m + eps)
 # with G a Gaussian of HINT_SIGMA pixels, computed on a grid of HINT_CELL-pixel means (the
 # field is smooth), and g the mean colour of all marks: where no mark is near, the wash is their
 # mean colour, and with no marks at all it is mid-grey with coverage 0.
 HINT_CELL = 16    # pixels per grid cell; the generators' input sides are multiples of it
-HINT_SIGMA = 64   # pixels: 1/8 of a 512-px photo (4 to 25 % of the side score alike, docs/evaluation.md)
+HINT_SIGMA = 64   # pixels: 1/8 of a 512-px photo (32 to 128 px guess the photo alike, docs/evaluation.md)
 HINT_EPS = 1e-3   # cells of full marks the global mean stands for: coverage ~ 1 on and near any mark, 128 px or 1000
 
 
 class HintWash(nn.Module):
-    """RGB drawing with colour marks in [-1, 1], (N, 3, H, W) -> (N, 4, H, W): the marks' colours
-    spread by normalized convolution, in [-1, 1], and their coverage, in [-1, 1] (-1: no mark near).
-    Fixed: no parameters. H and W: multiples of HINT_CELL."""
+    """RGB drawing with colour marks in [-1, 1], (N, 3, H, W) -> (N, 5, H, W), all in [-1, 1]: the
+    lines without the marks, the marks' colours spread by normalized convolution, and their
+    coverage (-1: no mark near). Fixed: no parameters. H and W: multiples of HINT_CELL."""
+
+    channels = 5
 
     def __init__(self) -> None:
         super().__init__()
@@ -141,21 +144,21 @@ class HintWash(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.autocast(x.device.type, enabled=False):  # means of 8-bit colours: float32, also under bf16 training
-            return self.spread(x.float()).to(x.dtype)
+            return self.split(x.float()).to(x.dtype)
 
-    def spread(self, x: torch.Tensor) -> torch.Tensor:
+    def split(self, x: torch.Tensor) -> torch.Tensor:
         rgb = (x + 1) / 2
         chroma = rgb.amax(1, keepdim=True) - rgb.amin(1, keepdim=True)
         m = ((chroma * 255 - 2) / 6).clamp(0, 1)
-        weighted = torch.cat([rgb * m, m], dim=1)
-        cells = F.avg_pool2d(weighted, HINT_CELL)
+        lines = rgb.mean(1, keepdim=True) * (1 - m) + m
+        cells = F.avg_pool2d(torch.cat([rgb * m, m], dim=1), HINT_CELL)
         total = cells.sum(dim=(2, 3), keepdim=True)
         mean = (total[:, :3] + 0.5e-6) / (total[:, 3:] + 1e-6)  # mid-grey without marks
         spread = self.blur(cells)
         wash = (spread[:, :3] + HINT_EPS * mean) / (spread[:, 3:] + HINT_EPS)
         coverage = spread[:, 3:] / (spread[:, 3:] + HINT_EPS)
-        out = torch.cat([wash * 2 - 1, coverage * 2 - 1], dim=1)
-        return F.interpolate(out, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        wash = F.interpolate(torch.cat([wash, coverage], dim=1), size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return torch.cat([lines, wash], dim=1) * 2 - 1
 
 
 def check_size(x: torch.Tensor, multiple: int, name: str) -> None:
