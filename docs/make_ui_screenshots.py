@@ -29,7 +29,8 @@ from img2img.app import TAB_TASKS, build_app, discover_models, launch_app, model
 
 # (tab, example written by the app) translated for each screenshot; the example shipped beside
 # the tab's model with the same photo (e.g. its HED drawing of the astronaut) is used instead.
-SHOTS = {"style": "chelsea", "colorization": "coffee_grey", "sketch": "astronaut_sketch"}
+# A sketch model that takes colour hints is shown with its hinted example (astronaut_hints).
+SHOTS = {"style": "chelsea", "colorization": "coffee_grey", "sketch": "astronaut_hints"}
 
 
 def shoot(page, path: Path, what: str) -> None:
@@ -61,7 +62,8 @@ def main() -> None:
                 page = browser.new_page(viewport={"width": 1280, "height": 900})
                 page.goto(url)
                 for key, example in SHOTS.items():
-                    size = translate_in_tab(page, key, beside[key].get(example.split("_")[0], examples[example]))
+                    shipped = beside[key].get(example) or beside[key].get(example.split("_")[0])
+                    size = translate_in_tab(page, key, shipped or examples[example])
                     shoot(page, args.out / f"ui_{key}.png", f"{example} -> {size[0]}x{size[1]}")
                 # The canvas, drawn on as a user would: no tool clicked first.
                 page.reload()
