@@ -56,7 +56,6 @@ class DataConfig(_Section):
     # (data/derived.py colour_hints): the user steers the colours with a brush (model.input_nc=3)
     colour_hints: bool = False
 
-
     @property
     def input_channels(self) -> int:
         """colorization and sketch: the channels of the inputs derived from a photo."""
