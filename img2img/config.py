@@ -78,8 +78,8 @@ class ModelConfig(_Section):
     n_layers_d: int = Field(3, ge=1)
     num_scales_d: int = Field(1, ge=1)  # multi-scale D (pix2pixHD): PatchGANs at 1, 1/2, 1/4 ... scale
     spectral_norm: bool = True
-    # unet with data.colour_hints: the generator also sees the marks' colours spread over the
-    # image (nets/layers.py HintWash), so that a few marks can colour whole regions
+    # unet with data.colour_hints: the generator sees the lines and the marks' colours spread
+    # over the image apart (nets/layers.py HintWash), so that a few marks can colour whole regions
     hint_wash: bool = False
 
     def generator_spec(self) -> "GeneratorSpec":

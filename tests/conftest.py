@@ -24,6 +24,7 @@ def backend_choice_cache(tmp_path_factory) -> None:
 
     os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("img2img-cache"))
 
+
 def ctrl_c_reaches_child() -> None:
     """Popen preexec_fn for a child a test stops with Ctrl-C (SIGINT): the default action, as in a
     terminal. A test run started in the background (`cmd &`) passes SIGINT on ignored, and a

@@ -17,6 +17,7 @@ from img2img.card import read_onnx_card
 from img2img.checkpoint import generator_card, load_generator
 from img2img.config import load_config
 from img2img.data.derived import colour_hints, xdog
+from img2img.data.transforms import to_tensor
 from img2img.export import PixelShuffleUpConv, export_onnx, plain_upsampling, rewrite_upsampling
 from img2img.io import NORMALIZATION
 from img2img.nets.generators import build_generator
@@ -145,7 +146,7 @@ def test_hint_wash_export_matches_pytorch_on_drawings_with_colour_marks(tmp_path
     for name, (h, w) in [("coffee", (64, 96)), ("chelsea", (48, 160))]:
         rgb = np.asarray(photo(name, 160))[:h, :w]
         marked = colour_hints(xdog(rgb), rgb, 6, np.random.default_rng(0))
-        x = torch.from_numpy(marked).permute(2, 0, 1)[None].float() / 127.5 - 1
+        x = to_tensor(marked)[None]
         got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
         with torch.no_grad():
             assert np.abs(got - net(x).numpy()).max() < 1e-4

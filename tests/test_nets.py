@@ -4,9 +4,11 @@ import torch
 from torch import nn
 
 from conftest import needs_hed, photo
-from img2img.nets import MultiScaleDiscriminator, PatchDiscriminator, ResnetGenerator, UnetGenerator, build_generator
 from img2img.data.derived import colour_hints, xdog
+from img2img.data.transforms import to_tensor
+from img2img.io import from_unit
 from img2img.metrics import psnr
+from img2img.nets import MultiScaleDiscriminator, PatchDiscriminator, ResnetGenerator, UnetGenerator, build_generator
 from img2img.nets.generators import GeneratorSpec, VggUnetGenerator, generator_to_train
 from img2img.nets.layers import HintWash
 
@@ -159,7 +161,7 @@ def _drawing_with_marks(name: str, size: int, marks: int, seed: int) -> tuple[to
     """A real photo's XDoG drawing with `marks` colour hints of it, as the generator's input, and the photo."""
     rgb = np.asarray(photo(name, size))
     a = colour_hints(xdog(rgb), rgb, marks, np.random.default_rng(seed))
-    return torch.from_numpy(a).permute(2, 0, 1)[None].float() / 127.5 - 1, rgb
+    return to_tensor(a)[None], rgb
 
 
 def test_hint_wash_keeps_the_lines_and_spreads_the_marks_colours():
@@ -181,7 +183,7 @@ def test_hint_wash_keeps_the_lines_and_spreads_the_marks_colours():
     gains = []  # eight marks: the wash is a blurred guess of the photo, closer to it than mid-grey
     for name in ("astronaut", "chelsea", "coffee", "rocket"):
         x, rgb = _drawing_with_marks(name, 128, 8, 1)
-        wash = ((HintWash()(x)[0, 1:4].permute(1, 2, 0) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
+        wash = from_unit(HintWash()(x)[0, 1:4].numpy())
         gains.append(psnr(wash, rgb) - psnr(np.full_like(rgb, 128), rgb))
     assert min(gains) > 0 and np.mean(gains) > 2  # dB (0.4 on the astronaut's white suit on black, 7.5 on the rocket's sky)
 

@@ -157,8 +157,8 @@ class HintWash(nn.Module):
         spread = self.blur(cells)
         wash = (spread[:, :3] + HINT_EPS * mean) / (spread[:, 3:] + HINT_EPS)
         coverage = spread[:, 3:] / (spread[:, 3:] + HINT_EPS)
-        wash = F.interpolate(torch.cat([wash, coverage], dim=1), size=x.shape[-2:], mode="bilinear", align_corners=False)
-        return torch.cat([lines, wash], dim=1) * 2 - 1
+        field = F.interpolate(torch.cat([wash, coverage], dim=1), size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return torch.cat([lines, field], dim=1) * 2 - 1
 
 
 def check_size(x: torch.Tensor, multiple: int, name: str) -> None:
