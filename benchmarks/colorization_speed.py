@@ -30,7 +30,7 @@ MODEL = REPO / "checkpoints" / "pretrained" / "colorization" / "colorization.onn
 VARIANTS = {  # name: Translator keyword arguments
     "one pass, 256 px": {"flip_average": False},
     "flip average, 256 px (default)": {"flip_average": True},
-    "one pass, full size": {"flip_average": False, "colour_size": 0},
+    "one pass, full size": {"flip_average": False, "work_size": 0},
 }
 
 

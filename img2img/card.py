@@ -77,6 +77,7 @@ def generator_shape(arch: str, kwargs: dict[str, Any]) -> str:
         return f"{kwargs.get('n_blocks')} residual blocks"
     trunk = f" (the first {kwargs['trunk_blocks'] - 1} in a frozen VGG16 trunk)" if arch == "vgg_unet" else ""
     wash = ", colour marks spread over the image" if kwargs.get("hint_wash") else ""
+    wash += " and setting the output's local colour" if kwargs.get("hint_anchor") else ""
     return f"{kwargs.get('num_downs')} downsamplings{trunk}{wash}"
 
 

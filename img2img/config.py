@@ -81,6 +81,9 @@ class ModelConfig(_Section):
     # unet with data.colour_hints: the generator sees the lines and the marks' colours spread
     # over the image apart (nets/layers.py HintWash), so that a few marks can colour whole regions
     hint_wash: bool = False
+    # with hint_wash: the output takes the marks' spread colours as its local mean where they
+    # cover (HintWash.anchor): the marks set their regions' colour and brightness
+    hint_anchor: bool = False
 
     def generator_spec(self) -> "GeneratorSpec":
         """The generator this config describes (input_nc -> output_nc), as constructor arguments."""
@@ -92,7 +95,8 @@ class ModelConfig(_Section):
             return GeneratorSpec("resnet", {**common, "n_blocks": self.n_blocks})
         if self.generator == "vgg_unet":
             return GeneratorSpec("vgg_unet", {**common, "num_downs": self.num_downs, "trunk_blocks": self.vgg_blocks})
-        return GeneratorSpec("unet", {**common, "num_downs": self.num_downs, "hint_wash": self.hint_wash})
+        return GeneratorSpec("unet", {**common, "num_downs": self.num_downs, "hint_wash": self.hint_wash,
+                                     "hint_anchor": self.hint_anchor})
 
 
 class LossConfig(_Section):
@@ -176,6 +180,8 @@ class RunConfig(_Section):
             raise ValueError("data.colour_hints paints colour marks onto the drawings of data.kind=sketch")
         if m.hint_wash and (m.generator != "unet" or not d.colour_hints):
             raise ValueError("model.hint_wash spreads colour marks: it needs model.generator=unet and data.colour_hints=true")
+        if m.hint_anchor and not m.hint_wash:
+            raise ValueError("model.hint_anchor anchors the output to the spread colour marks: it needs model.hint_wash=true")
         if d.balance_colour and d.kind not in ("colorization", "sketch"):
             raise ValueError("data.balance_colour weights the photos of data.kind=colorization or sketch")
         if d.pen_drawings and d.kind != "sketch":

@@ -207,13 +207,13 @@ def model_inputs(translator: Translator, data: Path, ev: Evaluation,
 
 def evaluate_model(model: Path, data: Path, ref: Path | None = None, fid: bool = True, backend: str = "auto",
                    device: str = "auto", save: Path | None = None, log: logging.Logger | None = None,
-                   colour_size: int | None = None, flip_average: bool | None = None, hints: int = 0) -> Evaluation:
+                   work_size: int | None = None, flip_average: bool | None = None, hints: int = 0) -> Evaluation:
     """Translate the images of data with model and score them (plus the trivial baseline).
-    colour_size, flip_average: as Translator's; hints: as model_inputs'."""
+    work_size, flip_average: as Translator's; hints: as model_inputs'."""
     from img2img.batch import save_image
     from img2img.runtime import Translator, to_pil
 
-    translator = Translator(model, backend=backend, device=device, colour_size=colour_size, flip_average=flip_average)
+    translator = Translator(model, backend=backend, device=device, work_size=work_size, flip_average=flip_average)
     ev = Evaluation()
     names, inputs, gts = model_inputs(translator, data, ev, hints)
     if not inputs:

@@ -103,7 +103,7 @@ from img2img.methods import Pix2Pix
 from img2img.metrics import InceptionFeatures, fid_weights_path, paired_scores, psnr, set_scores
 from img2img.nets.generators import GeneratorSpec
 from img2img.nets.layers import UpConv
-from img2img.runtime import COLOUR_SIZE, reflect_pad
+from img2img.runtime import WORK_SIZE, reflect_pad
 from img2img.runtime.pixels import colour_under, mirror_mean, shrink
 from img2img.train import train
 from ship_model import painting_crops  # the model card's FID/KID target for style models
@@ -229,9 +229,11 @@ def task_input(task: str, photo: np.ndarray, sketcher) -> np.ndarray:  # noqa: A
 @torch.inference_mode()
 def translate(net: nn.Module, image: np.ndarray, task: str) -> np.ndarray:
     """As the runtime does it, one image (H x W grey or H x W x 3) per forward, reflect-padded to
-    the net's stride and cropped back: colorization colours a copy at COLOUR_SIZE, averages it
+    the net's stride and cropped back: colorization colours a copy at WORK_SIZE["colorization"], averages it
     with its mirror image's colours (flip_average) and keeps the input's luma (runtime/translator.py).
-    (Colorization rows before 2026-12-04's thirteenth session were scored without the mirror image.)"""
+    (Colorization rows before 2026-12-04's thirteenth session were scored without the mirror image.)
+    Sketches run at full size, as every ablation row was scored; the runtime draws them at
+    WORK_SIZE since 2026-12-05's sixteenth session."""
 
     def run(x: np.ndarray) -> np.ndarray:
         padded, (top, left) = reflect_pad(x, net.size_multiple, net.min_size)
@@ -240,7 +242,7 @@ def translate(net: nn.Module, image: np.ndarray, task: str) -> np.ndarray:
     h, w = image.shape[:2]
     if task != "colorization":
         return run(image.reshape(h, w, -1))
-    x = shrink(image.reshape(h, w, 1), COLOUR_SIZE)
+    x = shrink(image.reshape(h, w, 1), WORK_SIZE["colorization"])
     return colour_under(image, mirror_mean(run(x), run(np.ascontiguousarray(x[:, ::-1]))))
 
 

@@ -88,6 +88,8 @@ def test_cross_field_checks():
         load_config("sketch2photo-hints-cpu", ["data.colour_hints=false", "model.input_nc=1"])
     with pytest.raises(Img2ImgError, match="hint_wash .*model.generator=unet"):
         load_config("sketch2photo-hints-cpu", ["model.generator=resnet"])
+    with pytest.raises(Img2ImgError, match="hint_anchor .*model.hint_wash=true"):
+        load_config("sketch2photo-hints-cpu", ["model.hint_wash=false", "model.hint_anchor=true"])
 
 
 def test_dump_and_reload_round_trip():

@@ -132,15 +132,19 @@ def test_export_matches_pytorch_on_real_photos(tmp_path, overrides, multiple):
         assert (card.task, card.input_channels, card.train_size, card.min_size) == ("paired", 3, 256, 16)
 
 
-def test_hint_wash_export_matches_pytorch_on_drawings_with_colour_marks(tmp_path):
-    """A sketch model that spreads colour hints (model.hint_wash) exports with the spreading, and
-    ONNX Runtime matches PyTorch on real photos' drawings with marks, at sizes the parity check did not use."""
+@pytest.mark.parametrize("anchor", [False, True])
+def test_hint_wash_export_matches_pytorch_on_drawings_with_colour_marks(tmp_path, anchor):
+    """A sketch model that spreads colour hints (model.hint_wash; with hint_anchor, its output
+    anchored to them) exports with the spreading, and ONNX Runtime matches PyTorch on real
+    photos' drawings with marks, at sizes the parity check did not use."""
     overrides = ["data.kind=sketch", "data.sketch=xdog", "data.colour_hints=true", "model.input_nc=3", "model.hint_wash=true",
-                 "model.generator=unet", "model.ngf=4", "model.num_downs=4", "data.crop_size=32", "data.load_size=40"]  # fmt: skip
+                 f"model.hint_anchor={anchor}", "model.generator=unet", "model.ngf=4", "model.num_downs=4",
+                 "data.crop_size=32", "data.load_size=40"]  # fmt: skip
     run = save_run(tmp_path / "run", overrides)
     result = export_onnx(run, tmp_path / "g.onnx")
     assert result.max_abs_diff < 1e-4 and result.card.takes_colour_hints
     assert "colour marks spread over the image" in result.card.description
+    assert ("setting the output's local colour" in result.card.description) == anchor
     session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
     net = load_generator(run / "G_AtoB.safetensors")
     for name, (h, w) in [("coffee", (64, 96)), ("chelsea", (48, 160))]:

@@ -233,22 +233,36 @@ def test_grey_input_model_gets_luma(tmp_path):
     assert np.abs(np.asarray(raw.convert("L")).astype(int) - grey).mean() > 10
 
 
-def test_colorization_colours_a_copy_at_colour_size(tmp_path):
-    """Colorization runs the network on a copy whose short side is colour_size and puts the
+def test_colorization_colours_a_copy_at_work_size(tmp_path):
+    """Colorization runs the network on a copy whose short side is work_size and puts the
     enlarged colours under the full-size luma; smaller images are coloured at their own size."""
     run = save_run(tmp_path / "run", [*TINY_RESNET, "model.ngf=4", "data.kind=colorization", "model.input_nc=1"])
     img = photo("rocket", (96, 64))
     grey = np.asarray(img.convert("L"))
-    out = np.asarray(Translator(run, colour_size=32, flip_average=False).translate([img])[0])
+    out = np.asarray(Translator(run, work_size=32, flip_average=False).translate([img])[0])
     assert out.shape == (64, 96, 3) and np.abs(luminance(out).astype(int) - grey).max() <= 2
     small = Translator(run, keep_luminance=False).translate([img.convert("L").resize((48, 32), Image.Resampling.BICUBIC)])[0]
     expected = restore_luminance(grey, resize_to(np.asarray(small), 64, 96))
     assert np.abs(out.astype(int) - expected).max() <= 1
-    full = np.asarray(Translator(run, colour_size=0, flip_average=False).translate([img])[0])
+    full = np.asarray(Translator(run, work_size=0, flip_average=False).translate([img])[0])
     assert np.abs(full.astype(int) - out).mean() > 1  # colouring at full size is another result
-    assert np.array_equal(np.asarray(Translator(run, colour_size=64, flip_average=False).translate([img])[0]), full)
-    with pytest.raises(Img2ImgError, match="colour size"):
-        Translator(run, colour_size=-1)
+    assert np.array_equal(np.asarray(Translator(run, work_size=64, flip_average=False).translate([img])[0]), full)
+    with pytest.raises(Img2ImgError, match="work size"):
+        Translator(run, work_size=-1)
+
+
+def test_sketch_models_draw_a_copy_at_work_size(tmp_path):
+    """A sketch model runs on a copy whose short side is work_size and its output is enlarged
+    back (bicubic); smaller drawings are drawn at their own size; 0 draws at full size."""
+    run = save_run(tmp_path / "run", [*TINY_RESNET, "model.ngf=4", "data.kind=sketch", "data.sketch=xdog", "model.input_nc=1"])
+    drawing = photo("rocket", (96, 64)).convert("L")
+    out = np.asarray(Translator(run, work_size=32).translate([drawing])[0])
+    small = Translator(run, work_size=0).translate([drawing.resize((48, 32), Image.Resampling.BICUBIC)])[0]
+    assert out.shape == (64, 96, 3) and np.abs(out.astype(int) - resize_to(np.asarray(small), 64, 96)).max() <= 1
+    full = np.asarray(Translator(run, work_size=0).translate([drawing])[0])
+    assert np.abs(full.astype(int) - out).mean() > 1  # drawing at full size is another result
+    assert np.array_equal(np.asarray(Translator(run, work_size=64).translate([drawing])[0]), full)
+    assert "network at 256 px" in Translator(run).describe()
 
 
 def mirrored(u8: np.ndarray) -> np.ndarray:

@@ -156,6 +156,7 @@ class UnetGenerator(nn.Module):
         dropout: float = 0.5,       # dropout in the ngf*8 decoder levels (pix2pix's noise source)
         upsample: str = "nearest",  # nearest | bilinear
         hint_wash: bool = False,    # RGB drawings with colour marks: see the lines and the marks spread apart (HintWash)
+        hint_anchor: bool = False,  # with hint_wash: the output takes the marks' wash as its local mean (HintWash.anchor)
     ):
         super().__init__()
         if num_downs < 2:
@@ -163,11 +164,14 @@ class UnetGenerator(nn.Module):
         if hint_wash and (in_channels != 3 or 2**num_downs % HINT_CELL):
             raise ValueError(f"UnetGenerator's hint_wash takes RGB drawings (in_channels 3) and num_downs >= "
                              f"{HINT_CELL.bit_length() - 1}, got in_channels {in_channels}, num_downs {num_downs}")
+        if hint_anchor and not (hint_wash and out_channels == 3):
+            raise ValueError("UnetGenerator's hint_anchor anchors an RGB output to the marks' wash: it needs hint_wash and out_channels 3")
         self.spec = GeneratorSpec.capture(self, locals())
         self.size_multiple, self.min_size = self.size_rules(num_downs)
         bias = norm != "batch"
         widths = [min(ngf * 2**i, ngf * 8) for i in range(num_downs)]  # encoder output widths
         self.wash = HintWash() if hint_wash else None
+        self.hint_anchor = hint_anchor
         self.downs = nn.ModuleList()
         prev = HintWash.channels if hint_wash else in_channels
         for i, w in enumerate(widths):
@@ -195,7 +199,7 @@ class UnetGenerator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_size(x, self.size_multiple, type(self).__name__)
         if self.wash is not None:
-            x = self.wash(x)
+            x = field = self.wash(x)
         skips = []
         for down in self.downs:
             x = down(x)
@@ -205,7 +209,7 @@ class UnetGenerator(nn.Module):
             x = up(x)
             if skips:
                 x = torch.cat([x, skips.pop()], dim=1)
-        return x
+        return self.wash.anchor(x, field) if self.hint_anchor else x
 
 
 class VggUnetGenerator(nn.Module):

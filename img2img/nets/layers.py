@@ -117,6 +117,10 @@ class UpConv(nn.Sequential):
 # with G a Gaussian of HINT_SIGMA pixels, computed on a grid of HINT_CELL-pixel means (the
 # field is smooth), and g the mean colour of all marks: where no mark is near, the wash is their
 # mean colour, and with no marks at all it is mid-grey with coverage 0.
+# The anchor (UnetGenerator's hint_anchor) then gives the generator's output y the wash as its
+# local mean where marks cover:  y' = clamp(y + coverage (wash - N(y)), -1, 1), with N(y) the
+# same Gaussian's normalized mean of y. The network draws the detail; the marks set the colour
+# and brightness of their regions, which it otherwise drifts from (darker: docs/evaluation.md).
 HINT_CELL = 16    # pixels per grid cell; the generators' input sides are multiples of it
 HINT_SIGMA = 64   # pixels: 1/8 of a 512-px photo (32 to 128 px guess the photo alike, docs/evaluation.md)
 HINT_EPS = 1e-3   # cells of full marks the global mean stands for: coverage ~ 1 on and near any mark, 128 px or 1000
@@ -145,6 +149,17 @@ class HintWash(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.autocast(x.device.type, enabled=False):  # means of 8-bit colours: float32, also under bf16 training
             return self.split(x.float()).to(x.dtype)
+
+    def anchor(self, y: torch.Tensor, field: torch.Tensor) -> torch.Tensor:
+        """y (N, C, H, W) in [-1, 1] with the wash of `field` (forward's output) as its local mean
+        where the marks cover; unchanged where none is near."""
+        with torch.autocast(y.device.type, enabled=False):
+            y32, field = y.float(), field.float()
+            wash, coverage = field[:, 1:-1], (field[:, -1:] + 1) / 2
+            cells = F.avg_pool2d(torch.cat([y32, torch.ones_like(y32[:, :1])], dim=1), HINT_CELL)
+            spread = self.blur(cells)  # the ones channel normalizes the zero-padded borders
+            local = F.interpolate(spread[:, :-1] / spread[:, -1:], size=y.shape[-2:], mode="bilinear", align_corners=False)
+            return (y32 + coverage * (wash - local)).clamp(-1, 1).to(y.dtype)
 
     def split(self, x: torch.Tensor) -> torch.Tensor:
         rgb = (x + 1) / 2

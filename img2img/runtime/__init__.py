@@ -11,9 +11,9 @@ handling any image needs. Batch file translation is img2img.batch.
 
 from img2img.runtime.pixels import prepare, restore_luminance, to_pil
 from img2img.runtime.tiling import blend_weights, ceil_to, pad_amounts, reflect_pad, tile_starts
-from img2img.runtime.translator import BACKENDS, COLOUR_SIZE, DEFAULT_TILE, Translator
+from img2img.runtime.translator import BACKENDS, DEFAULT_TILE, WORK_SIZE, Translator
 
 __all__ = [
-    "BACKENDS", "COLOUR_SIZE", "DEFAULT_TILE", "Translator", "blend_weights", "ceil_to", "pad_amounts", "prepare",
+    "BACKENDS", "DEFAULT_TILE", "Translator", "WORK_SIZE", "blend_weights", "ceil_to", "pad_amounts", "prepare",
     "reflect_pad", "restore_luminance", "tile_starts", "to_pil",
 ]  # fmt: skip

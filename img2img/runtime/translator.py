@@ -17,17 +17,22 @@ from img2img.io import from_unit, to_unit
 from img2img.runtime import choice
 from img2img.runtime.backends import Backend, OrtBackend, TorchBackend
 from img2img.runtime.onnx_graphs import LayerStats
-from img2img.runtime.pixels import colour_under, mirror_mean, prepare, shrink, to_pil
+from img2img.runtime.pixels import colour_under, mirror_mean, prepare, resize_to, shrink, to_pil
 from img2img.runtime.tiling import TileGrid, blend_weights, ceil_to, padded_window, reflect_pad, tile_grid
 
 DEFAULT_TILE = 1024  # sides above this are translated in overlapping tiles (bounded memory)
-# Colorization: the network colours a copy whose short side is at most this; its chroma is
-# enlarged and put under the full-size luma (restore_luminance). Chroma is low-frequency, and
-# the network learned colours on 128 px crops of 10-100 % of a photo's area, i.e. on photos
-# seen at a short side of 128-405 px: colouring a 512 px photo at full size asks it for colours
-# of objects 2-4x larger than it ever saw (speckled, off-hue). Zhang et al. 2016 colour at
-# 256 px the same way. Measured in docs/evaluation.md ("Colouring at the training scale").
-COLOUR_SIZE = 256
+# The short side of the copy the network runs on, by task; the output is enlarged back. The
+# shipped colorization and sketch models learned on 128 px crops of 10-100 % of a photo's area,
+# i.e. on photos seen at a short side of 128-405 px: at a 512 px photo's full size they meet
+# objects 2-4x larger than they ever saw.
+# - colorization (with keep_luminance): the copy's chroma, low-frequency, goes under the
+#   full-size luma (restore_luminance); at full size colours come out speckled and off-hue.
+#   Zhang et al. 2016 colour at 256 px the same way. docs/evaluation.md, "Colouring at the
+#   training scale".
+# - sketch2photo: the copy is enlarged (bicubic); at full size the textures are finer than any
+#   it learned, and with colour marks PSNR is lower on 14 of 18 photos (0.3-0.4 dB in the mean).
+#   docs/evaluation.md, "The marks set the colours; drawing at the training scale".
+WORK_SIZE = {"colorization": 256, "sketch2photo": 256}
 BACKENDS = ("onnx", "torch")
 FLUSH_ROWS = 128  # rows of finished tiles converted to uint8 at a time
 
@@ -66,7 +71,7 @@ class Translator:
         tile_overlap: int | None = None,  # pixels shared by neighbouring tiles (default tile // 4)
         shared_stats: bool = True,        # tiles share instance-norm statistics (see _translate_tiled)
         keep_luminance: bool = True,      # colorization: output luma := input grey (see restore_luminance)
-        colour_size: int | None = None,   # colorization with keep_luminance: colour at this short side (None: COLOUR_SIZE; 0: full size)
+        work_size: int | None = None,     # colorization (with keep_luminance), sketch2photo: run at this short side (None: WORK_SIZE; 0: full size)
         flip_average: bool | None = None,  # average with the mirror image's output (None: on for colorization with keep_luminance)
         reuse_memory: bool = False,       # ONNX Runtime: keep activation memory between calls (OrtBackend)
         precision: str = "auto",          # PyTorch on a CPU: auto (bf16 where native) | fp32 | bf16 (TorchBackend)
@@ -120,9 +125,10 @@ class Translator:
         self.tile: int | None = tile or None
         self.shared_stats = shared_stats
         self.keep_luminance = keep_luminance and self.card.task == "colorization" and self.card.input_channels == 1
-        if colour_size is not None and colour_size < 0:
-            raise Img2ImgError(f"colour size must be 0 (full size) or a number of pixels, got {colour_size}")
-        self.colour_size = ((COLOUR_SIZE if colour_size is None else colour_size) or None) if self.keep_luminance else None
+        if work_size is not None and work_size < 0:
+            raise Img2ImgError(f"work size must be 0 (full size) or a number of pixels, got {work_size}")
+        scaled = self.keep_luminance or self.card.task == "sketch2photo"
+        self.work_size = ((WORK_SIZE[self.card.task] if work_size is None else work_size) or None) if scaled else None
         # Test-time flip average: a photo and its mirror image are equally likely (training flips
         # at random), so the mean of the two outputs is a two-sample estimate of the colours; their
         # independent errors (speckle, a hue that differs between halves) shrink. Measured in
@@ -169,9 +175,9 @@ class Translator:
         tiles = f"tiles of {self.tile} px" if self.tile else "no tiling"
         batches = f", batches of {self.batch_size}" if self.batch_size > 1 else ""
         chosen = f" ({self.backend_choice})" if self.backend_choice else ""
-        colours = f", colours at {self.colour_size} px" if self.colour_size else ""
+        scale = f", network at {self.work_size} px" if self.work_size else ""
         flip = ", flip-averaged" if self.flip_average else ""
-        return f"{self._backend.describe()}{chosen}, {tiles}{batches}{colours}{flip}"
+        return f"{self._backend.describe()}{chosen}, {tiles}{batches}{scale}{flip}"
 
     def run_batch(self, batch: np.ndarray) -> np.ndarray:
         """The raw network on NCHW float32 in [-1, 1]; H, W valid for the network."""
@@ -233,15 +239,15 @@ class Translator:
         return [self._finish(a, o) for a, o in zip(full, out)]  # type: ignore[arg-type]
 
     def _network_input(self, u8: np.ndarray) -> np.ndarray:
-        """What the network runs on: the image, or for colorization its copy at colour_size."""
-        return shrink(u8, self.colour_size) if self.colour_size else u8
+        """What the network runs on: the image, or its copy at work_size."""
+        return shrink(u8, self.work_size) if self.work_size else u8
 
     def _finish(self, u8: np.ndarray, out: np.ndarray) -> np.ndarray:
-        """The network's output for the input u8 -> the result: colorization's colours enlarged
-        to u8's size under u8's own luma; other outputs as they are."""
-        if not self.keep_luminance:
-            return out
-        return colour_under(u8[:, :, 0], out)
+        """The network's output for the input u8 -> the result, u8's size: colorization's
+        colours enlarged under u8's own luma; other outputs enlarged as they are."""
+        if self.keep_luminance:
+            return colour_under(u8[:, :, 0], out)
+        return resize_to(out, *u8.shape[:2])
 
     def norm_stats(self, u8: np.ndarray) -> list[LayerStats] | None:
         """The instance-norm statistics of one HxWxC uint8 image, measured as tiling measures
