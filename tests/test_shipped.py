@@ -12,6 +12,7 @@ from PIL import Image
 from skimage import data
 from typer.testing import CliRunner
 
+from conftest import needs_hed
 from img2img.app import TAB_TASKS, SessionCache, build_app, discover_models, launch_app
 from img2img.cli import app
 from img2img.data.derived import luminance, xdog
@@ -124,12 +125,13 @@ def test_sketch2photo_takes_the_colours_of_hints_painted_on_held_out_drawings():
         drawing = xdog(rgb)
         marked = hinted(drawing, rgb, 8, name)
         bare, steered = (np.asarray(model.translate([Image.fromarray(x)])[0]) for x in (drawing, marked))
-        assert psnr(steered, rgb) > psnr(bare, rgb) + 0.25, name  # dB (0.37 on the astronaut, 0.67 on the coffee)
+        assert psnr(steered, rgb) > psnr(bare, rgb) + 0.25, name  # dB (0.81 on the astronaut, 0.83 on the coffee)
         near = (marked != drawing[:, :, None]).any(axis=2)  # the marks themselves
         error = {k: np.abs(out[near].astype(float) - rgb[near]).mean() for k, out in (("bare", bare), ("steered", steered))}
-        assert error["steered"] < 0.75 * error["bare"], (name, error)  # 0.71 and 0.39 of it
+        assert error["steered"] < 0.75 * error["bare"], (name, error)  # 0.67 and 0.35 of it
 
 
+@needs_hed
 def test_sketch2photo_draws_closer_to_the_photo_at_the_training_scale():
     """scikit-image's photos at their own size (451-640 px), HED drawings with 8 marks as
     `img2img eval --hints 8` makes them: drawn at WORK_SIZE, the scale the network learned at,

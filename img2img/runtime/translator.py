@@ -127,7 +127,8 @@ class Translator:
         self.keep_luminance = keep_luminance and self.card.task == "colorization" and self.card.input_channels == 1
         if work_size is not None and work_size < 0:
             raise Img2ImgError(f"work size must be 0 (full size) or a number of pixels, got {work_size}")
-        scaled = self.keep_luminance or self.card.task == "sketch2photo"
+        # WORK_SIZE names the tasks that run scaled; colorization only where the luma is restored.
+        scaled = self.keep_luminance if self.card.task == "colorization" else self.card.task in WORK_SIZE
         self.work_size = ((WORK_SIZE[self.card.task] if work_size is None else work_size) or None) if scaled else None
         # Test-time flip average: a photo and its mirror image are equally likely (training flips
         # at random), so the mean of the two outputs is a two-sample estimate of the colours; their
